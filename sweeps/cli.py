@@ -1,0 +1,92 @@
+"""The ``sweeps`` command: verbs, flags, exit codes. Logic lives in the modules it calls.
+
+Exit codes: 0 done, 2 bad input (one line on stderr naming the key, the value and what is
+allowed; nothing written), 130 interrupted (re-run the same command to continue).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from sweeps.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow.")
+OVERRIDES = typer.Argument(None, help="Hydra overrides: key=value, group=option, +key=value", show_default=False)
+CONFIG_DIR = typer.Option(None, "--config-dir", "-cd", help="Extra folder of config groups (e.g. your own objective/*.yaml)")
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.callback()
+def _commands() -> None:
+    """Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow."""
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Run a sweep (or resume it up to sweep.n_trials) and print the best trials."""
+    from sweeps.config import compose_config
+    from sweeps.console import SweepProgress, best_config_yaml, counts_line, trials_table
+    from sweeps.sweep import best_config, plan_sweep, run_sweep
+
+    console = Console()
+    plan = plan_sweep(compose_config(overrides or [], config_dir))
+    cfg = plan.cfg
+    with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
+        result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.show_existing)
+    if result.aborted:
+        raise ConfigError("sweep.metric", cfg.sweep.metric, result.aborted)
+    console.print(trials_table(result.study, [p.name for p in plan.space.params], str(cfg.sweep.metric)))
+    console.print(f"trials: {counts_line(result.study)}")
+    best = result.best
+    if best is None:
+        console.print("[yellow]no trial completed[/yellow]")
+        return
+    console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
+    console.print(best_config_yaml(best_config(plan, best)))
+    console.print(f"browse: mlflow ui --backend-store-uri {cfg.tracking.uri}")
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except ConfigError as err:
+        print(f"sweeps: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("sweeps: interrupted; re-run the same command to continue the study", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except Exception as err:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+def _quiet_libraries() -> None:
+    """Tables and a progress bar instead of walls of library logs."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("alembic", "mlflow", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    main()

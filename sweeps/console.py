@@ -1,0 +1,93 @@
+"""What a user sees in the terminal: a live progress bar during a sweep, tables after it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sweeps.study import OUTCOME_ATTR, counts_toward_total
+
+
+class SweepProgress:
+    """A rich progress bar fed by an Optuna trial callback: done / pruned / failed / best / elapsed."""
+
+    def __init__(self, console: Console, total: int, direction: str) -> None:
+        self.total = total
+        self.maximize = direction == "maximize"
+        self.progress = Progress(
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task_id = self.progress.add_task("sweep", total=total, summary="", start=False)
+        self.started = time.monotonic()
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        self.progress.start_task(self.task_id)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_trial_end(self, study: optuna.Study, _trial: FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        outcomes = Counter(t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()) for t in trials if counts_toward_total(t))
+        finished = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        best = (max if self.maximize else min)(finished) if finished else None
+        summary = (
+            f"complete {outcomes['complete']} · pruned {outcomes['pruned'] + outcomes['diverged']}"
+            f" · failed {outcomes['failed']} · best {'-' if best is None else f'{best:.4f}'}"
+        )
+        self.progress.update(self.task_id, completed=sum(outcomes.values()), summary=summary)
+
+    def show_existing(self, study: optuna.Study) -> None:
+        """Count the trials a resumed study already holds."""
+        self.on_trial_end(study, None)  # type: ignore[arg-type]
+
+
+def trials_table(study: optuna.Study, param_names: list[str], metric: str, top: int = 10) -> Table:
+    """The top ``top`` completed trials by value, with their sampled params."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING]
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=maximize)
+    table = Table(title=f"top trials of {study.study_name} by {metric}")
+    for column in ("#", metric, "epochs", *param_names):
+        table.add_column(column, justify="right")
+    for trial in complete[:top]:
+        table.add_row(*_row(trial, param_names))
+    return table
+
+
+def counts_line(study: optuna.Study) -> str:
+    states = Counter(t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()) for t in study.get_trials(deepcopy=False))
+    return " · ".join(f"{name} {count}" for name, count in sorted(states.items()))
+
+
+def best_config_yaml(config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(config, ["train", "objective"]), resolve=True)
+
+
+def _row(trial: FrozenTrial, param_names: list[str]) -> list[str]:
+    epochs = max(trial.intermediate_values, default=0)
+    values = [_format(trial.params.get(name, "")) for name in param_names]
+    return [str(trial.number), _format(trial.value), str(epochs), *values]
+
+
+def _format(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,37 @@
+"""Find the objective a config names: ``objective.target = "package.module:function"``.
+
+Built-in objectives live in ``objectives/`` and are chosen with ``objective=<name>``; a user's own
+is chosen by import path (``objective=custom objective.target=mypkg.mymod:train``). Either way it is
+a plain ``(cfg, reporter) -> float`` callable that imports neither Optuna nor MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+from sweeps.errors import ConfigError
+from sweeps.reporter import Reporter
+
+Objective = Callable[[DictConfig, Reporter], float]
+
+
+def load_objective(cfg: DictConfig) -> Objective:
+    """Import ``cfg.objective.target``; check the study's metric is one the objective reports."""
+    target = str(cfg.objective.get("target") or "")
+    module_name, _, attribute = target.partition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attribute:
+        raise ConfigError("objective.target", target, "expected 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError("objective.target", target, f"cannot import {module_name} ({err})") from None
+    objective = getattr(module, attribute, None)
+    if not callable(objective):
+        raise ConfigError("objective.target", target, f"{module_name} has no callable {attribute!r}")
+    metrics = cfg.objective.get("metrics")
+    if metrics is not None and cfg.sweep.metric not in metrics:
+        raise ConfigError("sweep.metric", cfg.sweep.metric, f"not reported by objective {cfg.objective.name}", ", ".join(metrics))
+    return objective

@@ -1,0 +1,91 @@
+"""The object an objective reports to, and the ways a trial can be told to stop.
+
+Objectives see only this module: ``reporter.report(epoch, **metrics)`` once per epoch. It raises a
+``TrialStopped`` subclass when the pruner or the divergence guard says stop; the objective lets it
+propagate. The reporter knows neither Optuna nor MLflow: it is given two callables, one that asks
+the pruner and one that records metrics, so a test (or ``sweeps train``) can pass plain functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class TrialStopped(Exception):
+    """Base of every "stop this trial now" signal raised inside an objective."""
+
+    outcome = "stopped"
+
+
+class Pruned(TrialStopped):
+    """The pruner judged the trial at this epoch not worth continuing."""
+
+    outcome = "pruned"
+
+    def __init__(self, epoch: int, value: float) -> None:
+        super().__init__(f"pruned at epoch {epoch} ({value:.4g})")
+        self.epoch = epoch
+        self.value = value
+
+
+class Diverged(TrialStopped):
+    """The loss became NaN/inf (or blew up): the LR is too high for this configuration."""
+
+    outcome = "diverged"
+
+    def __init__(self, step: int, lr: float, loss: float, epoch: int | None = None) -> None:
+        super().__init__(f"diverged at step {step} (lr={lr:.3g}, loss={loss})")
+        self.step = step
+        self.lr = lr
+        self.loss = loss
+        self.epoch = epoch
+
+
+class MetricMissing(KeyError):
+    """The objective never reported the metric the study optimizes (a config error, not a bad trial)."""
+
+
+class Reporter(Protocol):
+    def report(self, epoch: int, **metrics: float) -> None: ...
+
+
+PruneCheck = Callable[[int, float], bool]  # (epoch, value) -> stop?
+MetricSink = Callable[[int, Mapping[str, float]], None]  # (epoch, metrics) -> None
+
+
+@dataclass
+class TrialReporter:
+    """Fans one epoch's metrics out to a sink (tracking) and to a prune check (the study).
+
+    The optimized metric must be among the reported ones. A non-finite optimized metric stops the
+    trial as diverged rather than feeding NaN to the sampler.
+    """
+
+    metric: str
+    should_prune: PruneCheck = lambda epoch, value: False
+    sink: MetricSink = lambda epoch, metrics: None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def report(self, epoch: int, **metrics: float) -> None:
+        values = {name: float(value) for name, value in metrics.items()}
+        if self.metric not in values:
+            raise MetricMissing(f"sweep.metric={self.metric!r} was not reported; reported: {', '.join(values)}")
+        self.history.append({"epoch": epoch, **values})
+        self.sink(epoch, values)
+        value = values[self.metric]
+        if not math.isfinite(value):
+            raise Diverged(step=-1, lr=values.get("lr", float("nan")), loss=value, epoch=epoch)
+        if self.should_prune(epoch, value):
+            raise Pruned(epoch, value)
+
+    @property
+    def last_epoch(self) -> int:
+        return int(self.history[-1]["epoch"]) if self.history else 0
+
+
+def recording_reporter(metric: str) -> TrialReporter:
+    """A reporter that only records: for production training and tests."""
+    return TrialReporter(metric)

@@ -1,0 +1,137 @@
+"""Optuna side of a sweep: storage, sampler, pruner, and the study's trial total.
+
+``sweep.n_trials`` is the study's total, not a per-invocation count: re-running a sweep continues
+until that many trials have *finished* (complete, pruned, or failed by the objective). Trials that
+died with their worker (stale heartbeat) or were interrupted are not counted: they are retried or
+replaced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from omegaconf import DictConfig
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.errors import ConfigError
+from sweeps.space import SearchSpace
+
+OUTCOME_ATTR = "sweeps.outcome"  # user attr: complete | pruned | diverged | failed | interrupted
+COUNTED_FAILURES = ("failed",)
+
+
+def check_storage(url: str) -> None:
+    """Fail fast with a clear line when the storage cannot be reached; creates nothing."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError("storage.url", url, "not a database URL", "sqlite:///optuna.db, postgresql+psycopg://user@host:5432/db") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise ConfigError("storage.url", url, "an in-memory SQLite database cannot hold a study", "sqlite:///path/to/file.db")
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigError("storage.url", url, f"folder {folder} does not exist")
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(parsed))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as err:  # the driver's own error says why (refused, auth, missing database)
+        raise ConfigError("storage.url", redact(url), f"cannot connect ({_first_line(err)})") from None
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages, tags and logs."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats, so a trial whose worker died is failed and retried."""
+    store = cfg.storage
+    engine_kwargs = {"pool_pre_ping": True} if not str(store.url).startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(
+        url=str(store.url),
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=int(store.heartbeat_interval),
+        grace_period=int(store.grace_period),
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=int(store.max_retry)),
+    )
+
+
+def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    sweep = cfg.sweep
+    seed = int(sweep.seed)
+    if sweep.sampler == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=int(sweep.tpe.n_startup_trials), multivariate=bool(sweep.tpe.multivariate)
+        )
+    if sweep.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    sweep = cfg.sweep
+    if sweep.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=int(sweep.hyperband.min_resource),
+            max_resource=int(cfg.train.epochs),
+            reduction_factor=int(sweep.hyperband.reduction_factor),
+        )
+    if sweep.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=int(sweep.median.n_startup_trials), n_warmup_steps=int(sweep.median.n_warmup_steps)
+        )
+    return optuna.pruners.NopPruner()
+
+
+def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
+    """Create the study, or resume it by name; a resumed study must keep its direction."""
+    storage = make_storage(cfg)
+    name = str(cfg.sweep.study_name)
+    direction = str(cfg.sweep.direction)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing and existing[name].direction.name.lower() != direction:
+        raise ConfigError(
+            "sweep.direction", direction, f"study {name!r} exists with direction {existing[name].direction.name.lower()}"
+        )
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=direction,
+        sampler=make_sampler(cfg, space),
+        pruner=make_pruner(cfg),
+        load_if_exists=True,
+    )
+
+
+def counts_toward_total(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) in COUNTED_FAILURES
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Mark trials of dead workers FAIL now (Optuna does it lazily, at the next trial's start)."""
+    optuna.storages.fail_stale_trials(study)
+
+
+def _connect_timeout(parsed: sqlalchemy.engine.URL) -> dict[str, int]:
+    return {"connect_timeout": 5} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,185 @@
+"""MLflow side of a sweep: one experiment per study, a parent run per sweep, a child run per trial.
+
+Everything goes through ``MlflowClient`` with explicit run ids (never the process-global fluent
+API), and every run is ended with an explicit status. The outcome mapping is the same everywhere:
+
+    Optuna COMPLETE            <-> MLflow FINISHED
+    Optuna PRUNED (or diverged) <-> MLflow KILLED,  tag sweeps.outcome=pruned|diverged
+    Optuna FAIL                <-> MLflow FAILED,  tag sweeps.error
+    interrupted / worker died  <-> MLflow KILLED / FAILED, tag sweeps.outcome=interrupted|lost
+
+Metrics are written with ``log_batch``, one call per epoch: a single ``log_metric`` call costs a
+few milliseconds on an SQL store, more than an epoch of a small model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from sweeps.errors import ConfigError
+
+ROLE_TAG = "sweeps.role"
+OUTCOME_STATUS = {
+    "complete": "FINISHED",
+    "pruned": "KILLED",
+    "diverged": "KILLED",
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+    "lost": "FAILED",
+}
+OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL", "interrupted": "FAIL", "lost": "FAIL"}
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_LENGTH = 6000
+
+
+def check_tracking(uri: str) -> None:
+    """Fail fast with a clear line when the tracking store cannot be reached; creates nothing."""
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        database = uri.split(":///", 1)[-1]
+        folder = Path(database).expanduser().resolve().parent
+        if not database or not folder.is_dir():
+            raise ConfigError("tracking.uri", uri, f"folder {folder} does not exist")
+    elif scheme in ("http", "https"):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+        except Exception as err:
+            raise ConfigError("tracking.uri", uri, f"tracking server not reachable ({type(err).__name__})") from None
+    elif scheme.startswith(("postgresql", "mysql", "mssql")):
+        from sweeps.study import check_storage
+
+        try:
+            check_storage(uri)
+        except ConfigError as err:
+            raise ConfigError("tracking.uri", err.value, err.problem) from None
+    elif scheme not in ("", "file"):
+        raise ConfigError("tracking.uri", uri, "unsupported scheme", "sqlite:///mlflow.db, http://host:5000, postgresql://..., a folder")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (MLflow params are flat)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class SweepTracker:
+    """The MLflow record of one study: experiment, parent run, child runs."""
+
+    def __init__(self, uri: str, study_name: str, artifact_location: str | None = None) -> None:
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        self.study_name = study_name
+        self.experiment_id = self._experiment(study_name, artifact_location)
+        self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            location = None
+            if artifact_location and urlparse(self.uri).scheme not in ("http", "https"):
+                location = Path(artifact_location).expanduser().resolve().as_uri()
+            return self.client.create_experiment(name, artifact_location=location, tags={"sweeps.study_name": name})
+        if experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def open_parent(self, tags: Mapping[str, str]) -> str:
+        """Find the study's parent run (a resumed sweep reuses it) or create it; mark it RUNNING."""
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'parent'", max_results=1, order_by=["attributes.start_time ASC"]
+        )
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "parent", "sweeps.study_name": self.study_name}
+            )
+            self.parent_run_id = run.info.run_id
+        self.set_tags(self.parent_run_id, tags)
+        return self.parent_run_id
+
+    def close_parent(self, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+        assert self.parent_run_id is not None, "open_parent() first"
+        self.log_metrics(self.parent_run_id, None, metrics)
+        self.set_tags(self.parent_run_id, tags)
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+    def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """A child run under the parent, with the trial's params and identifying tags."""
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:04d}",
+            tags={
+                MLFLOW_PARENT_RUN_ID: self.parent_run_id or "",
+                ROLE_TAG: "trial",
+                "sweeps.study_name": self.study_name,
+                "sweeps.trial_number": str(number),
+                "sweeps.state": "RUNNING",
+                **tags,
+            },
+        )
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def end_trial(self, run_id: str, outcome: str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None) -> None:
+        """Close a child run with the status its outcome maps to; never leaves it RUNNING."""
+        self.log_metrics(run_id, None, metrics or {})
+        self.set_tags(run_id, {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags})
+        self.client.set_terminated(run_id, status=OUTCOME_STATUS[outcome])
+
+    def log_metrics(self, run_id: str, step: int | None, metrics: Mapping[str, float]) -> None:
+        if not metrics:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        self.client.log_batch(run_id, metrics=batch, synchronous=True)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def running_trial_runs(self) -> dict[str, str]:
+        """``{run_id: trial number}`` of child runs still marked RUNNING."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'trial' and attributes.status = 'RUNNING'", max_results=50000
+        )
+        return {run.info.run_id: run.data.tags.get("sweeps.trial_number", "?") for run in runs}
+
+    def reap(self, finished: Iterable[tuple[str, str, str]]) -> int:
+        """Close runs whose trial has ended but whose worker died before saying so.
+
+        ``finished`` yields ``(run_id, outcome, reason)`` for trials the study knows are over.
+        Returns how many runs were corrected.
+        """
+        running = self.running_trial_runs()
+        corrected = 0
+        for run_id, outcome, reason in finished:
+            if run_id in running:
+                self.end_trial(run_id, outcome, {"sweeps.reaped": reason})
+                corrected += 1
+        return corrected

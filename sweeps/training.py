@@ -1,0 +1,137 @@
+"""The shared training loop of the built-in objectives.
+
+An objective describes its problem as a ``Task`` (model factory, tensors, loss); this module owns
+everything else, in one fixed order per step: LR from the schedule, forward, backward, clip, step.
+Because the pieces are separate, the LR range test and curve diagnosis can drive any built-in
+objective without a second training loop.
+
+Data is small and lives on the device for the whole run (no DataLoader, no host→device copies per
+step); batches are index slices of a seeded permutation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweeps.optimizers import build_optimizer, set_train_mode
+from sweeps.reporter import Diverged, Reporter
+from sweeps.schedules import apply_lr, build_schedule
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Task:
+    """What the trainer needs from an objective: a model factory, data and a loss.
+
+    ``loss_fn(outputs, targets)`` returns the mean loss; ``count_correct(outputs, targets)`` the
+    number of correct predictions (classification), or ``None`` when accuracy does not apply.
+    """
+
+    build_model: Callable[[], nn.Module]
+    train_data: Batch
+    val_data: Batch
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+    count_correct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = (
+        lambda outputs, targets: (outputs.argmax(dim=-1) == targets).sum()
+    )
+
+
+@dataclass
+class TrainResult:
+    """The final epoch's metrics and the per-step trace (train loss and LR of every step)."""
+
+    metrics: dict[str, float]
+    step_losses: list[float] = field(default_factory=list)
+    step_lrs: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present (the worker's pinned GPU), else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def batches(data: Batch, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+    """One epoch of shuffled mini-batches, as slices of tensors already on the device."""
+    inputs, targets = data
+    order = torch.randperm(len(inputs), generator=generator).to(inputs.device)
+    for start in range(0, len(inputs), batch_size):
+        index = order[start : start + batch_size]
+        yield inputs[index], targets[index]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) -> dict[str, float]:
+    """Mean loss (``val_loss``) and accuracy (``val_acc``, classification only) over ``data``."""
+    model.eval()
+    inputs, targets = data
+    loss_sum = torch.zeros((), device=inputs.device)
+    correct = torch.zeros((), device=inputs.device)
+    for start in range(0, len(inputs), batch_size):
+        x, y = inputs[start : start + batch_size], targets[start : start + batch_size]
+        outputs = model(x)
+        loss_sum += task.loss_fn(outputs, y) * len(x)
+        if task.count_correct is not None:
+            correct += task.count_correct(outputs, y)
+    metrics = {"val_loss": (loss_sum / len(inputs)).item()}
+    if task.count_correct is not None:
+        metrics["val_acc"] = (correct / len(inputs)).item()
+    return metrics
+
+
+def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> TrainResult:
+    """Train ``task`` for ``train_cfg.epochs``, reporting every epoch; returns the final metrics.
+
+    Raises ``Diverged`` at the first non-finite training loss, and whatever the reporter raises
+    (``Pruned``) when the study stops the trial.
+    """
+    device = resolve_device(str(train_cfg.get("device", "auto")))
+    seed = int(train_cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    model = task.build_model().to(device)
+    train_data = tuple(t.to(device) for t in task.train_data)
+    val_data = tuple(t.to(device) for t in task.val_data)
+    batch_size = int(train_cfg["batch_size"])
+    epochs = int(train_cfg["epochs"])
+    steps_per_epoch = math.ceil(len(train_data[0]) / batch_size)
+    schedule = build_schedule(train_cfg, epochs * steps_per_epoch, steps_per_epoch)
+    optimizer = build_optimizer(model, train_cfg)
+    grad_clip = train_cfg.get("grad_clip")
+    generator = torch.Generator().manual_seed(seed)
+    result = TrainResult(metrics={})
+
+    step = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        set_train_mode(optimizer, True)
+        epoch_loss = 0.0
+        for inputs, targets in batches(train_data, batch_size, generator):
+            lr = schedule(step)
+            apply_lr(optimizer, lr)
+            loss = task.loss_fn(model(inputs), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+            optimizer.step()
+            loss_value = loss.item()  # a CPU-GPU sync point, paid once per step for the NaN guard
+            if not math.isfinite(loss_value):
+                raise Diverged(step=step, lr=lr, loss=loss_value, epoch=epoch)
+            result.step_losses.append(loss_value)
+            result.step_lrs.append(lr)
+            epoch_loss += loss_value
+            step += 1
+        set_train_mode(optimizer, False)  # schedule-free: evaluate at the averaged point
+        metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(model, task, val_data), "lr": lr}
+        result.metrics = metrics
+        reporter.report(epoch, **metrics)
+    return result

@@ -1,0 +1,100 @@
+"""The life of one trial across Optuna and MLflow.
+
+sample params -> trial config -> child run -> objective(cfg, reporter) -> outcome in both stores.
+
+The two stores are linked both ways: the MLflow run id is an Optuna user attr, the study name and
+trial number are tags of the run. The outcome is decided once, here, and written to both.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from sweeps.reporter import Diverged, MetricMissing, Pruned, Reporter, TrialReporter
+from sweeps.space import SearchSpace, apply_params
+from sweeps.study import OUTCOME_ATTR
+from sweeps.tracking import SweepTracker, flatten
+
+Objective = Callable[[DictConfig, Reporter], float]
+RUN_ID_ATTR = "mlflow_run_id"
+
+
+class TrialRunner:
+    """The callable given to ``study.optimize``: runs one trial, records its outcome everywhere."""
+
+    def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker) -> None:
+        self.cfg = cfg
+        self.space = space
+        self.objective = objective
+        self.tracker = tracker
+        self.metric = str(cfg.sweep.metric)
+        self.aborted: str | None = None  # why the whole sweep must stop (no other trial would do better)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial_cfg = apply_params(self.cfg, self.space.sample(trial))
+        run_id = self.tracker.start_trial(trial.number, self._params(trial, trial_cfg), {"sweeps.metric": self.metric})
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        reporter = TrialReporter(
+            metric=self.metric,
+            should_prune=lambda epoch, value: self._should_prune(trial, epoch, value),
+            sink=lambda epoch, metrics: self.tracker.log_metrics(run_id, epoch, metrics),
+        )
+        try:
+            value = float(self.objective(trial_cfg, reporter))
+        except Pruned as stop:
+            self._end(trial, run_id, "pruned", {"sweeps.pruned_at_epoch": str(stop.epoch)})
+            raise optuna.TrialPruned(str(stop)) from None
+        except Diverged as stop:
+            epoch = stop.epoch if stop.epoch is not None else reporter.last_epoch
+            tags = {"sweeps.pruned_at_epoch": str(epoch), "sweeps.diverged_at_step": str(stop.step), "sweeps.diverged_lr": f"{stop.lr:.6g}"}
+            trial.set_user_attr("diverged_at_step", stop.step)
+            trial.set_user_attr("diverged_lr", stop.lr)
+            self._end(trial, run_id, "diverged", tags)
+            raise optuna.TrialPruned(str(stop)) from None
+        except MetricMissing as err:
+            self.aborted = str(err).strip("'\"")
+            self._end(trial, run_id, "failed", {"sweeps.error": self.aborted})
+            trial.study.stop()
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            self._end(trial, run_id, "interrupted", {"sweeps.error": "interrupted"})
+            raise
+        except Exception as err:
+            self._end(trial, run_id, "failed", {"sweeps.error": _one_line(err)}, traceback.format_exc())
+            raise
+        if not math.isfinite(value):
+            self._end(trial, run_id, "diverged", {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
+            raise optuna.TrialPruned(f"objective returned {value}")
+        self._end(trial, run_id, "complete", {}, metrics={f"final_{self.metric}": value})
+        return value
+
+    def _should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    def _params(self, trial: optuna.Trial, trial_cfg: DictConfig) -> dict[str, Any]:
+        """Optuna's params as drawn, plus the full trial config as applied (``train.lr``, ...)."""
+        applied = flatten(OmegaConf.to_container(trial_cfg, resolve=True))
+        keep = {k: v for k, v in applied.items() if k.split(".", 1)[0] in ("train", "objective")}
+        return {**trial.params, **keep}
+
+    def _end(
+        self, trial: optuna.Trial, run_id: str, outcome: str, tags: dict[str, str], error_text: str | None = None, metrics: dict[str, float] | None = None
+    ) -> None:
+        trial.set_user_attr(OUTCOME_ATTR, outcome)
+        if "sweeps.error" in tags:
+            trial.set_user_attr("error", tags["sweeps.error"])
+        if error_text:
+            self.tracker.log_text(run_id, error_text, "error.txt")
+        self.tracker.end_trial(run_id, outcome, tags, metrics)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:500]
