@@ -108,7 +108,10 @@ def suggest(
       or the first non-finite point; ``diverged=True``. This is exactly the rule ``range_test`` stops
       by, so for a run that stopped early it is the LR where it stopped. If the curve never diverges
       the edge is the last LR tested and ``diverged=False``: the true edge lies above the range, so
-      read it as a lower bound. One-cycle peaks are usually set at 0.3-1x the edge (Smith 2017).
+      read it as a lower bound. One-cycle peaks are usually set at 0.3-1x the edge (Smith 2017),
+      and for good reason: on a quadratic with plain SGD the edge lands above the stability bound
+      2/L (1.6-2.5x with gradient noise, 6-12x full-batch noiseless; EMA lag and GD wiping out the
+      top-curvature mode near 1/L), as measured in tests/test_lr_finder.py.
     """
     if len(lrs) != len(smoothed) or not lrs:
         raise ValueError(f"need equally long, non-empty lrs and losses; got {len(lrs)} and {len(smoothed)}")
@@ -135,12 +138,8 @@ def suggest(
         slopes = np.gradient(values[start:stop], log_lrs)
         steepest = float(lrs[start + int(np.nanargmin(slopes))])
 
-    return Suggestion(
-        steepest=steepest,
-        min_loss=float(lrs[best_index]),
-        edge=float(lrs[edge_index] if edge_index is not None else lrs[-1]),
-        diverged=edge_index is not None,
-    )
+    edge = lrs[edge_index] if edge_index is not None else lrs[-1]
+    return Suggestion(steepest, float(lrs[best_index]), float(edge), diverged=edge_index is not None)
 
 
 @dataclass
@@ -201,7 +200,8 @@ def range_test(
     module train/eval flags are put back exactly afterwards, also when a step raises. A schedule-free
     optimizer (``train()``/``eval()`` methods, e.g. ``schedulefree.AdamWScheduleFree``) is switched to
     train mode for the test; its mode is restored with its state -- not by calling ``eval()``, which
-    would interpolate the already restored weights a second time. RNG state is not restored.
+    would interpolate the already restored weights a second time. RNG state is not restored, and a
+    full copy of the weights and optimizer state is held in memory for the duration.
     """
     planned = lr_ramp(lr_min, lr_max, steps, mode)
     if not (isinstance(diverge_factor, (int, float)) and diverge_factor > 1):
@@ -243,7 +243,7 @@ def range_test(
             optimizer.zero_grad(set_to_none=True)
     finally:
         model.load_state_dict(model_state)
-        pass  # also restores schedule-free's train_mode flag
+        optimizer.load_state_dict(optimizer_state)  # also restores schedule-free's train_mode flag
         if isinstance(wrapper_mode, bool):
             optimizer.train_mode = wrapper_mode
         for param, grad in grads:
@@ -262,17 +262,15 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     """Draw smoothed (and faint raw) loss against LR on a log axis, mark the suggestions, save a PNG.
 
     Uses matplotlib's object API with the Agg canvas: no display, and no pyplot global state, so it
-    is safe in worker threads. The y range follows the smoothed curve, so an exploding raw loss does
-    not flatten the interesting part.
+    is safe in worker threads. The y range tops out at the smoothed curve's maximum, so an exploding
+    raw loss does not flatten the interesting part.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     lrs = np.asarray(result.lrs, dtype=float)
-    raw = np.asarray(result.losses, dtype=float)
-    smooth = np.asarray(result.smoothed, dtype=float)
-    raw[~np.isfinite(raw)] = np.nan
-    smooth[~np.isfinite(smooth)] = np.nan
+    raw, smooth = (np.where(np.isfinite(v), v, np.nan) for v in (np.asarray(result.losses, dtype=float),
+                                                                np.asarray(result.smoothed, dtype=float)))
 
     fig = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(fig)
@@ -280,8 +278,8 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     ax.plot(lrs, raw, color="tab:gray", alpha=0.3, linewidth=1, label="loss (raw)")
     ax.plot(lrs, smooth, color="tab:blue", linewidth=2, label="loss (smoothed)")
     ax.set_xscale("log")
-    if np.isfinite(smooth).any():
-        low, high = np.nanmin(smooth), np.nanmax(smooth)
+    if np.isfinite(smooth).any():  # top from the smoothed curve, bottom from both
+        low, high = np.nanmin(np.append(raw, smooth)), np.nanmax(smooth)
         pad = 0.05 * (high - low) or 0.05 * abs(high) or 1.0
         ax.set_ylim(low - pad, high + pad)
 

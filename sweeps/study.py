@@ -62,8 +62,15 @@ def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:
         engine_kwargs=engine_kwargs,
         heartbeat_interval=int(store.heartbeat_interval),
         grace_period=int(store.grace_period),
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=int(store.max_retry)),
+        **_retry_stale_trials(int(store.max_retry)),
     )
+
+
+def _retry_stale_trials(max_retry: int) -> dict[str, object]:
+    """Re-enqueue a dead worker's trial; Optuna 4.9 renamed the callback and its argument."""
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+        return {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)}
+    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
 
 
 def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:

@@ -333,6 +333,9 @@ def test_suggest_fallbacks_with_few_or_non_finite_points():
     assert (none.steepest, none.min_loss, none.edge, none.diverged) == (None, None, lrs[0], True)
     blown = suggest(lrs, falling[:6] + [float("inf")] * 6)
     assert blown.edge == lrs[6] and blown.diverged and blown.min_loss == lrs[5]
+    # a 6x jump at step 2 rests on too few losses to call divergence (MIN_STEPS_BEFORE_STOP = 5)
+    early_spike = suggest(lrs, [1.0, 0.5, 3.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.52])
+    assert not early_spike.diverged and early_spike.edge == lrs[-1]
     with pytest.raises(ValueError):
         suggest(lrs, falling[:5])
 

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real composed config, shrunk, with both stores in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from sweeps.config import compose_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def store_overrides(folder: Path) -> list[str]:
+    """Optuna storage, MLflow store and artifacts inside ``folder`` (SQLite, the embedded default)."""
+    return [
+        f"storage.url=sqlite:///{folder}/optuna.db",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        f"tracking.artifact_location={folder}/mlartifacts",
+    ]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def compose(tmp_path: Path):
+    """``compose(*overrides)``: the shipped config with stores in tmp_path and a short run."""
+
+    def _compose(*overrides: str) -> DictConfig:
+        return compose_config([*store_overrides(tmp_path), "train.epochs=3", "sweep.n_trials=4", *overrides])
+
+    return _compose
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the ``sweeps`` command as a user would, in ``cwd``."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
+    )
