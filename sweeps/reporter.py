@@ -72,7 +72,7 @@ class TrialReporter:
     def report(self, epoch: int, **metrics: float) -> None:
         values = {name: float(value) for name, value in metrics.items()}
         if self.metric not in values:
-            raise MetricMissing(f"sweep.metric={self.metric!r} was not reported; reported: {', '.join(values)}")
+            raise MetricMissing(f"not reported by the objective, which reported: {', '.join(values)}")
         self.history.append({"epoch": epoch, **values})
         self.sink(epoch, values)
         value = values[self.metric]

@@ -46,3 +46,26 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | N
     return subprocess.run(
         [sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
+
+
+POSTGRES_URL = os.environ.get("SWEEPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_database():
+    """A fresh, empty PostgreSQL database on the test server (dropped afterwards); yields its URL."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"sweeps_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

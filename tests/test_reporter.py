@@ -36,5 +36,5 @@ def test_non_finite_metric_is_divergence_not_a_value() -> None:
 
 
 def test_missing_metric_names_what_was_reported() -> None:
-    with pytest.raises(MetricMissing, match="sweep.metric='val_acc' was not reported; reported: accuracy"):
+    with pytest.raises(MetricMissing, match="not reported by the objective, which reported: accuracy"):
         TrialReporter("val_acc").report(1, accuracy=0.5)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv with sweeps (editable) and its test tools. Installs PyTorch's CPU build first where
+# possible: a plain `torch` requirement resolves to a multi-GB CUDA build on Linux.
+# Set TORCH_SPEC (e.g. TORCH_SPEC='torch==2.5.1') to choose another build.
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip "$@" --disable-pip-version-check; }
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  pip install -q "${TORCH_SPEC:-torch==2.13.0}" \
+    || pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
+    || pip install -q "torch>=2.3"
+fi
+pip install -q -e ".[dev]"
+echo "sweeps is installed in .venv: run .venv/bin/sweeps --help"
