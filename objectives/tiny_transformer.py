@@ -5,17 +5,22 @@ pair of preceding tokens ``(a, b)``, the token that follows; with probability ``
 is drawn uniformly instead (the noise keeps every pair in play: without it a sequence falls into a
 short cycle of the table). The first two tokens of a sequence are uniform. The model reads
 ``seq_len`` tokens and predicts the next one at every position (language-model targets shifted by
-one), so it has to attend to the previous token and look the pair up; a model that sees only the
-current token (a bigram) tops out near 0.2 accuracy, the unigram rate is ``1/vocab``.
+one), so it has to attend to the previous token and look the pair up. Reference accuracies on the
+default validation set: chance 1/16 = 0.063, always the most frequent token 0.097, the best
+predictor that sees only the current token (a bigram) 0.31.
 
 Accuracy is token accuracy over all ``seq_len`` predicted positions. Its ceiling is known in closed
 form (``best_accuracy``): position 0 predicts the uniform second token (``1/vocab``), every later
-position at best ``1 - noise + noise/vocab``; with the defaults (vocab 16, noise 0.1, seq_len 32)
-that is 0.880.
+position at best ``1 - noise + noise/vocab``; with the defaults (vocab 16, noise 0.1, seq_len 16)
+that is 0.854.
 
-Default size: d_model 64, 4 heads, 2 pre-LayerNorm blocks, MLP 4x, learned positions, head tied to
-the token embedding: 102k parameters. One epoch (4000 sequences, batch 64, 63 steps, plus
-evaluating 1000 sequences) takes about 0.35 s on 2 CPU cores (torch 2.13, measured).
+Default size: d_model 64, 4 heads, 2 pre-LayerNorm blocks, MLP 4x, 16 learned positions, head tied
+to the token embedding: 102,144 parameters. One epoch (2000 sequences, batch 64, 32 steps, then
+evaluating 1000 sequences) takes about 0.6 s on 2 CPU cores (torch 2.13 on a shared AMD EPYC VM,
+best of 5; the first epoch in a process pays ~1.5 s more, once, for warm-up); a step is ~18 ms,
+most of it in matmuls. Final val_acc after 9 epochs of the default trainer (AdamW, batch 64,
+warmup + cosine), measured: lr 1e-5 0.17, 1e-4 0.43, 3e-4 0.59, 1e-3 0.73, 3e-3 0.83, 1e-2 0.85,
+3e-2 0.67, 0.1 0.16, 0.3 0.10 (collapse to the unigram rate).
 
 Architecture after nanoGPT's ``model.py``: attention with
 ``F.scaled_dot_product_attention(is_causal=True)``, weights initialised N(0, 0.02).
@@ -128,6 +133,12 @@ class TinyTransformer(nn.Module):
         self.head = nn.Linear(d_model, vocab, bias=False)
         self.apply(_init_weights)
         self.head.weight = self.token_embedding.weight  # weight tying, as in GPT-2 and nanoGPT
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Depth units for layer-wise LR decay: embeddings, each block, then the final norm (the head is
+        tied to the token embedding, so it trains with the embeddings)."""
+        embeddings = [*self.token_embedding.parameters(), *self.position_embedding.parameters()]
+        return [embeddings, *(list(block.parameters()) for block in self.blocks), list(self.ln_final.parameters())]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)

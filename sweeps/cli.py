@@ -53,6 +53,29 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     console.print(f"browse: mlflow ui --backend-store-uri {cfg.tracking.uri}")
 
 
+@app.command("lr-find", context_settings=EXTRA_ARGS)
+def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """LR range test on the configured objective: suggestions table, plot, MLflow run."""
+    from pathlib import Path
+
+    from sweeps.config import compose_config
+    from sweeps.console import range_test_table
+    from sweeps.range_test import objective_task, record_range_test, run_range_test
+    from sweeps.tracking import SweepTracker, check_tracking
+
+    console = Console()
+    cfg = compose_config(overrides or [], config_dir)
+    objective_task(cfg)
+    check_tracking(str(cfg.tracking.uri))
+    with console.status(f"LR range test: {cfg.lr_find.lr_min:g} → {cfg.lr_find.lr_max:g} over {cfg.lr_find.steps} steps"):
+        report = run_range_test(cfg)
+    tracker = SweepTracker(str(cfg.tracking.uri), str(cfg.sweep.study_name), cfg.tracking.get("artifact_location"))
+    run_id, plot = record_range_test(tracker, report, plot_dir=Path.cwd())
+    console.print(range_test_table(report))
+    console.print(f"plot: {plot}   MLflow run: {run_id}")
+    console.print(f"use it: sweeps run search.lr='tag(log, interval({report.low:.3g}, {report.high:.3g}))'   (or lr_find=auto)")
+
+
 def main() -> None:
     _quiet_libraries()
     try:

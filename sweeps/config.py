@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import ConfigError
+from sweeps.optimizers import OPTIMIZERS
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
-OPTIMIZERS = ("adamw", "adam", "sgd", "adamw_schedulefree")
 
 
 def builtin_config_dir() -> Path:

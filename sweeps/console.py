@@ -70,6 +70,21 @@ def trials_table(study: optuna.Study, param_names: list[str], metric: str, top: 
     return table
 
 
+def range_test_table(report) -> Table:
+    """Suggestions of an LR range test and the search bounds they give."""
+    result = report.result
+    table = Table(title=f"LR range test: {result.steps_run} steps, {result.stop_reason}")
+    table.add_column("reading")
+    table.add_column("lr", justify="right")
+    table.add_column("meaning")
+    s = result.suggestion
+    table.add_row("steepest", _format(s.steepest), "loss falls fastest per decade: a safe, productive LR")
+    table.add_row("min loss", _format(s.min_loss), "lowest smoothed loss: usually too high to train at")
+    table.add_row("edge", _format(s.edge), "loss explodes here" if s.diverged else "never diverged: a lower bound of the edge")
+    table.add_row("search", f"{report.low:.3g} – {report.high:.3g}", "search.lr bounds from the rule [steepest/low_div, edge/high_div]")
+    return table
+
+
 def counts_line(study: optuna.Study) -> str:
     states = Counter(t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()) for t in study.get_trials(deepcopy=False))
     return " · ".join(f"{name} {count}" for name, count in sorted(states.items()))

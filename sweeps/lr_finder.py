@@ -300,3 +300,19 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=100)
     return out
+
+
+def search_bounds(suggestion: Suggestion, low_div: float = 10.0, high_div: float = 2.0) -> tuple[float, float]:
+    """LR search bounds from a range test: ``[steepest / low_div, edge / high_div]``.
+
+    The steepest-descent LR is where training makes the most progress per decade but is usually
+    not the best final LR under a decaying schedule (which tolerates higher peaks); the edge is
+    where the loss explodes, and peaks of 0.3–1× the edge are the practical upper end (LR notes).
+    When the curve gives no steepest point, or the rule crosses, the window is the two decades
+    below ``edge / high_div``.
+    """
+    high = suggestion.edge / high_div
+    low = suggestion.steepest / low_div if suggestion.steepest else high / 100
+    if not low < high:
+        low = high / 100
+    return low, high

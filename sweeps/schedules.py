@@ -23,6 +23,8 @@ onecycle       pct_start (0.3), div_factor (25), final_div_factor (1e4),       O
 cyclic         cyclic_mode (triangular), cyclic_base_lr (lr / cyclic_div),     CyclicLR
                cyclic_div (4), cycle_epochs (4): up and down, each
                round(cycle_epochs·E/2) steps
+schedule_free  none: flat ``lr``; the schedule-free optimizer does its own      none
+               warmup (``warmup_frac``) and iterate averaging
 =============  ==============================================================  =================
 
 ``lr`` (required) is the peak LR. Every schedule but ``onecycle`` starts with the same linear
@@ -217,6 +219,7 @@ _KNOBS: dict[str, tuple[str, ...]] = {
     "wsd": (*_WARMUP_KNOBS, "lr_min", "cooldown_frac", "decay_shape"),
     "onecycle": ("lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase"),
     "cyclic": (*_WARMUP_KNOBS, "cyclic_mode", "cyclic_base_lr", "cyclic_div", "cycle_epochs"),
+    "schedule_free": ("lr",),
 }
 SCHEDULES: tuple[str, ...] = tuple(_KNOBS)
 
@@ -233,8 +236,12 @@ def schedule_knobs(name: str) -> tuple[str, ...]:
 
 
 def _number(train: Mapping[str, Any], key: str, default: float | None, interval: str) -> float:
-    """``train[key]`` as a float inside ``interval``, written like ``"(0, 1]"`` (``inf`` allowed)."""
-    value = train.get(key, default)
+    """``train[key]`` as a float inside ``interval``, written like ``"(0, 1]"`` (``inf`` allowed).
+
+    A key set to null takes the schedule's default (``gamma`` differs between ``step`` and ``exponential``).
+    """
+    value = train.get(key)
+    value = default if value is None else value
     low, high = (float(bound) for bound in interval[1:-1].split(","))
     if value is None:
         raise ConfigError(f"train.{key}", value, "required", interval)
@@ -249,7 +256,8 @@ def _number(train: Mapping[str, Any], key: str, default: float | None, interval:
 
 
 def _choice(train: Mapping[str, Any], key: str, default: Any, allowed: Sequence[Any]) -> Any:
-    value = train.get(key, default)
+    value = train.get(key)
+    value = default if value is None else value
     if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
         raise ConfigError(f"train.{key}", value, "not an allowed value", ", ".join(map(str, allowed)))
     return value
@@ -280,6 +288,11 @@ def build_schedule(train: Mapping[str, Any], total_steps: int, steps_per_epoch: 
             anneal_strategy=_choice(train, "anneal_strategy", "cos", ANNEAL_STRATEGIES),
             three_phase=three_phase,
         )
+
+    if name == "schedule_free":
+        # Schedule-free AdamW/SGD: no decay; the optimizer warms up itself (build_optimizer passes
+        # warmup_steps) and averages iterates instead of annealing, so the LR we write stays flat.
+        return constant(peak)
 
     # At least one step is left to the main schedule, whatever the rounding.
     warmup_steps = min(_steps(_number(train, "warmup_frac", 0.0, "[0, 1)"), total_steps), total_steps - 1)

@@ -82,6 +82,16 @@ class SearchSpace:
         """``{config key: applied value}`` for Optuna's recorded params (e.g. a finished trial's)."""
         return {p.target: p.applied_value(raw[p.name]) for p in self.params if p.name in raw}
 
+    def with_bounds(self, name: str, low: float, high: float) -> SearchSpace:
+        """The same space with parameter ``name`` searched over ``[low, high]`` (same scale)."""
+        params = []
+        for param in self.params:
+            if param.name == name:
+                log = getattr(param.distribution, "log", True)
+                param = SearchParam(param.name, param.target, FloatDistribution(low, high, log=log), when=param.when)
+            params.append(param)
+        return SearchSpace(tuple(params))
+
     def grid(self) -> dict[str, list[Any]]:
         """Finite value lists for Optuna's GridSampler; continuous or conditional params are refused."""
         grid: dict[str, list[Any]] = {}

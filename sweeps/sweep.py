@@ -17,13 +17,16 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.config import to_yaml
+from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
+from sweeps.range_test import objective_task, record_range_test, run_range_test
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.study import OUTCOME_ATTR, check_storage, fail_stale_trials, open_study, redact
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.worker import TrialCallback, run_trials
 
+LR_FIND_ATTR = "lr_find"
 STATE_OUTCOME = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "lost"}
 
 
@@ -56,6 +59,10 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
     if cfg.sweep.sampler == "grid":
         space.grid()
     objective = load_objective(cfg)
+    if cfg.lr_find.enabled:
+        if not any(p.name == "lr" and p.target == "train.lr" for p in space.params):
+            raise ConfigError("lr_find", "auto", "seeds search.lr (setting train.lr), which this search space lacks")
+        objective_task(cfg)
     check_storage(str(cfg.storage.url))
     check_tracking(str(cfg.tracking.uri))
     return SweepPlan(cfg, space, objective)
@@ -77,6 +84,8 @@ def run_sweep(
     tracker.reap(_ended_trial_runs(study))
     parent_run_id = tracker.open_parent(_parent_tags(cfg))
     tracker.log_text(parent_run_id, to_yaml(cfg), "sweep_config.yaml")
+    if cfg.lr_find.enabled:
+        plan = _seed_lr_bounds(plan, study, tracker, parent_run_id)
     runner = TrialRunner(cfg, plan.space, plan.objective, tracker)
     status, ran = "KILLED", 0  # stays KILLED if the loop is interrupted
     try:
@@ -86,6 +95,24 @@ def run_sweep(
         result = SweepResult(study, parent_run_id, ran, _outcome_counts(study), runner.aborted)
         _close_parent(tracker, plan, result, status)
     return result
+
+
+def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker, parent_run_id: str) -> SweepPlan:
+    """Run the LR range test once per study and search ``lr`` within the bounds it gives.
+
+    The bounds are kept on the study (user attr ``lr_find``), so a resumed sweep searches the same
+    space without re-running the test.
+    """
+    found = study.user_attrs.get(LR_FIND_ATTR)
+    if found is None:
+        report = run_range_test(plan.cfg)
+        run_id, plot = record_range_test(tracker, report, parent_run_id)
+        found = {**report.summary(), "run_id": run_id}
+        study.set_user_attr(LR_FIND_ATTR, found)
+        tracker.client.log_artifact(parent_run_id, str(plot))
+        tracker.set_tags(parent_run_id, {f"sweeps.lr_find.{k}": (f"{v:.6g}" if isinstance(v, float) else v) for k, v in found.items()})
+    space = plan.space.with_bounds("lr", float(found["search_low"]), float(found["search_high"]))
+    return SweepPlan(plan.cfg, space, plan.objective)
 
 
 def best_config(plan: SweepPlan, trial: FrozenTrial) -> DictConfig:

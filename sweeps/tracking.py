@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.errors import ConfigError
 
@@ -37,6 +37,7 @@ OUTCOME_STATUS = {
 }
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL", "interrupted": "FAIL", "lost": "FAIL"}
 MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_LENGTH = 6000
 
 
@@ -121,22 +122,21 @@ class SweepTracker:
         self.set_tags(self.parent_run_id, tags)
         self.client.set_terminated(self.parent_run_id, status=status)
 
+    def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        """A run in the study's experiment, nested under ``parent_run_id`` when given."""
+        nesting = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"sweeps.study_name": self.study_name, **nesting, **tags})
+        return run.info.run_id
+
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """A child run under the parent, with the trial's params and identifying tags."""
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial-{number:04d}",
-            tags={
-                MLFLOW_PARENT_RUN_ID: self.parent_run_id or "",
-                ROLE_TAG: "trial",
-                "sweeps.study_name": self.study_name,
-                "sweeps.trial_number": str(number),
-                "sweeps.state": "RUNNING",
-                **tags,
-            },
+        run_id = self.start_run(
+            f"trial-{number:04d}",
+            {ROLE_TAG: "trial", "sweeps.trial_number": str(number), "sweeps.state": "RUNNING", **tags},
+            self.parent_run_id,
         )
-        self.log_params(run.info.run_id, params)
-        return run.info.run_id
+        self.log_params(run_id, params)
+        return run_id
 
     def end_trial(self, run_id: str, outcome: str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None) -> None:
         """Close a child run with the status its outcome maps to; never leaves it RUNNING."""
@@ -150,6 +150,13 @@ class SweepTracker:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
         self.client.log_batch(run_id, metrics=batch, synchronous=True)
+
+    def log_metric_history(self, run_id: str, history: Iterable[tuple[int, Mapping[str, float]]]) -> None:
+        """Many steps at once, in batches of MLflow's 1000-metric limit."""
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for step, metrics in history for key, value in metrics.items()]
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]

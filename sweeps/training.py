@@ -118,8 +118,9 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     batch_size = int(train_cfg["batch_size"])
     epochs = int(train_cfg["epochs"])
     steps_per_epoch = math.ceil(len(train_data[0]) / batch_size)
-    schedule = build_schedule(train_cfg, epochs * steps_per_epoch, steps_per_epoch)
-    optimizer = build_optimizer(model, train_cfg)
+    total_steps = epochs * steps_per_epoch
+    schedule = build_schedule(train_cfg, total_steps, steps_per_epoch)
+    optimizer = build_optimizer(model, train_cfg, total_steps)
     grad_clip = train_cfg.get("grad_clip")
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(metrics={})

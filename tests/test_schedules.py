@@ -112,7 +112,13 @@ def test_matches_torch_over_whole_run(case) -> None:
 
 def test_every_schedule_has_a_case() -> None:
     names = {train.get("schedule", "warmup_cosine") for train, *_ in TORCH_CASES.values()}
-    assert names == set(SCHEDULES) - {"wsd"}  # wsd has no torch equivalent: closed forms below
+    # wsd has no torch equivalent (closed forms below); schedule_free is flat by design (test below)
+    assert names == set(SCHEDULES) - {"wsd", "schedule_free"}
+
+
+def test_schedule_free_writes_a_flat_lr_and_leaves_warmup_to_the_optimizer() -> None:
+    schedule = build_schedule({"schedule": "schedule_free", "lr": 0.02, "warmup_frac": 0.3}, 50, 10)
+    assert {schedule(step) for step in range(50)} == {0.02}
 
 
 def test_warmup_cosine_factory_matches_torch() -> None:
@@ -236,7 +242,7 @@ def test_bad_config_names_the_key(overrides, key, message) -> None:
 
 
 def test_schedule_knobs() -> None:
-    assert SCHEDULES == ("constant", "step", "exponential", "cosine", "warmup_cosine", "wsd", "onecycle", "cyclic")
+    assert SCHEDULES == ("constant", "step", "exponential", "cosine", "warmup_cosine", "wsd", "onecycle", "cyclic", "schedule_free")
     assert schedule_knobs("wsd") == ("lr", "warmup_frac", "lr_min", "cooldown_frac", "decay_shape")
     assert "warmup_frac" not in schedule_knobs("onecycle")
     with pytest.raises(ConfigError, match="unknown schedule"):
