@@ -30,18 +30,99 @@ def _commands() -> None:
 
 @app.command(context_settings=EXTRA_ARGS)
 def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
-    """Run a sweep (or resume it up to sweep.n_trials) and print the best trials."""
+    """Run a sweep (or resume it up to sweep.n_trials) and print the best trials.
+
+    With sweep.workers=N, N local worker processes share the study (PostgreSQL and an MLflow server).
+    """
     from sweeps.config import compose_config
-    from sweeps.console import SweepProgress, best_config_yaml, counts_line, trials_table
-    from sweeps.sweep import best_config, plan_sweep, run_sweep
+    from sweeps.console import SweepProgress
+    from sweeps.launcher import check_shared_stores
+    from sweeps.signals import graceful_stop
+    from sweeps.sweep import plan_sweep, run_sweep
 
     console = Console()
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     cfg = plan.cfg
-    with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
-        result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.show_existing)
+    workers = int(cfg.sweep.workers)
+    check_shared_stores(cfg, workers)
+    with graceful_stop() as stop:
+        with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
+            if workers > 1:
+                result = _run_local_workers(plan, workers, progress, stop, config_dir)
+            else:
+                result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.show_existing, stop=stop)
     if result.aborted:
         raise ConfigError("sweep.metric", cfg.sweep.metric, result.aborted)
+    _print_results(console, plan, result)
+    if stop.requested():
+        _stopped(stop)
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def worker(
+    overrides: Optional[list[str]] = OVERRIDES,
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Stop after this many trials of this worker"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Join an existing study and run its trials until the study's total is reached.
+
+    The study (sweep.study_name, SWEEPS_STUDY_NAME) on storage.url (SWEEPS_STORAGE_URL) holds the
+    sweep's config; only this machine's settings (stores, train.device, train.threads) are overrides.
+    """
+    from sweeps.config import compose_config
+    from sweeps.signals import graceful_stop
+    from sweeps.study import finished_count
+    from sweeps.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, total_reached, work
+
+    local = compose_config(overrides or [], config_dir)
+    plan = plan_sweep(config_from_study(local, overrides or []))
+    with graceful_stop() as stop:
+        sweep = open_sweep(plan)
+        ran, aborted = work(sweep, stop=stop, max_trials=n_trials)
+        if aborted:
+            raise ConfigError("sweep.metric", plan.cfg.sweep.metric, aborted)
+        if total_reached(sweep):
+            close_sweep(sweep, "FINISHED", ran)
+    print(f"worker: ran {ran} trials; study {sweep.study.study_name} has {finished_count(sweep.study)}/{plan.cfg.sweep.n_trials} finished")
+    if stop.requested():
+        _stopped(stop)
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def create(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Create the study and its MLflow parent run without running trials (then start workers)."""
+    from sweeps.config import compose_config
+    from sweeps.study import redact
+    from sweeps.sweep import open_sweep, plan_sweep
+
+    plan = plan_sweep(compose_config(overrides or [], config_dir))
+    sweep = open_sweep(plan)
+    print(f"study {sweep.study.study_name} on {redact(str(plan.cfg.storage.url))}, MLflow parent run {sweep.parent_run_id}")
+    print(f"start workers: sweeps worker sweep.study_name={sweep.study.study_name}")
+
+
+def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):
+    """Create/resume the sweep here, run ``workers`` worker processes on it, watch, close."""
+    from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids
+    from sweeps.sweep import close_sweep, open_sweep, total_reached
+
+    cfg = plan.cfg
+    sweep = open_sweep(plan)
+    progress.show_existing(sweep.study)
+    common = [f"storage.url={cfg.storage.url}", f"tracking.uri={cfg.tracking.uri}", f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
+    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir)
+    codes = local.wait(lambda: progress.on_trial_end(sweep.study, None), stop.requested)
+    report = local.failure_report(codes)
+    if report:
+        print(report, file=sys.stderr)
+    return close_sweep(sweep, "FINISHED" if total_reached(sweep) else "KILLED")
+
+
+def _print_results(console: Console, plan, result) -> None:
+    from sweeps.console import best_config_yaml, counts_line, trials_table
+    from sweeps.sweep import best_config
+
+    cfg = plan.cfg
     console.print(trials_table(result.study, [p.name for p in plan.space.params], str(cfg.sweep.metric)))
     console.print(f"trials: {counts_line(result.study)}")
     best = result.best
@@ -51,6 +132,11 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
     console.print(best_config_yaml(best_config(plan, best)))
     console.print(f"browse: mlflow ui --backend-store-uri {cfg.tracking.uri}")
+
+
+def _stopped(stop) -> None:
+    print(f"sweeps: stopped by {stop.name}; the running trial was re-queued; re-run to continue", file=sys.stderr)
+    raise typer.Exit(stop.exit_code)
 
 
 @app.command("lr-find", context_settings=EXTRA_ARGS)
@@ -79,7 +165,9 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
 def main() -> None:
     _quiet_libraries()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ConfigError as err:
         print(f"sweeps: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -101,12 +189,15 @@ def _quiet_libraries() -> None:
     """Tables and a progress bar instead of walls of library logs."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore", category=FutureWarning)
     import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are counted in the progress bar and carry their error in MLflow (sweeps.error,
+    # error.txt): Optuna's per-trial warnings with tracebacks would only bury the progress view.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("alembic", "mlflow", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -44,6 +44,17 @@ class Diverged(TrialStopped):
         self.epoch = epoch
 
 
+class Interrupted(TrialStopped):
+    """The worker was asked to stop (SIGINT/SIGTERM): end this trial so it can be retried."""
+
+    outcome = "interrupted"
+
+    def __init__(self, epoch: int, signal_name: str) -> None:
+        super().__init__(f"stopped by {signal_name} after epoch {epoch}")
+        self.epoch = epoch
+        self.signal_name = signal_name
+
+
 class MetricMissing(KeyError):
     """The objective never reported the metric the study optimizes (a config error, not a bad trial)."""
 
@@ -67,6 +78,7 @@ class TrialReporter:
     metric: str
     should_prune: PruneCheck = lambda epoch, value: False
     sink: MetricSink = lambda epoch, metrics: None
+    stop_requested: Callable[[], str | None] = lambda: None  # the signal's name once a stop is asked
     history: list[dict[str, float]] = field(default_factory=list)
 
     def report(self, epoch: int, **metrics: float) -> None:
@@ -80,6 +92,8 @@ class TrialReporter:
             raise Diverged(step=-1, lr=values.get("lr", float("nan")), loss=value, epoch=epoch)
         if self.should_prune(epoch, value):
             raise Pruned(epoch, value)
+        if signal_name := self.stop_requested():
+            raise Interrupted(epoch, signal_name)
 
     @property
     def last_epoch(self) -> int:

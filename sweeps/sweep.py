@@ -1,9 +1,10 @@
 """One sweep, start to end: check every input, then run trials with both stores in step.
 
-``plan_sweep`` validates everything a sweep needs (search space, objective, storage, tracking)
-and creates nothing, so bad input leaves no study and no MLflow run behind. ``run_sweep`` opens
-the study and the parent run (or resumes both), corrects what a dead worker left behind, runs
-trials to the study's total and writes the summary on the parent run.
+``plan_sweep`` validates everything a sweep needs (search space, objective, storage, tracking) and
+creates nothing, so bad input leaves no study and no MLflow run behind. ``open_sweep`` creates or
+resumes the study and its parent run, stores the sweep's config on the study (so workers elsewhere
+run the same space), and corrects what dead workers left behind. ``work`` runs trials; ``close_sweep``
+writes the summary on the parent run. ``run_sweep`` is the three in one process.
 """
 
 from __future__ import annotations
@@ -11,23 +12,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
-from omegaconf import DictConfig
-from optuna.trial import FrozenTrial, TrialState
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 
 from sweeps.config import to_yaml
 from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
+from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
-from sweeps.study import OUTCOME_ATTR, check_storage, fail_stale_trials, open_study, redact
+from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
-from sweeps.worker import TrialCallback, run_trials
+from sweeps.worker import STATE_OUTCOME, Reaper, TrialCallback, run_trials
 
 LR_FIND_ATTR = "lr_find"
-STATE_OUTCOME = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "lost"}
+CONFIG_ATTR = "sweeps.config"  # the sweep's config minus local settings (stores, device), on the study
+LOCAL_KEYS = ("storage", "tracking")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,17 @@ class SweepPlan:
     cfg: DictConfig
     space: SearchSpace
     objective: Objective
+
+
+@dataclass
+class Sweep:
+    """An opened sweep: its plan (with any range-test bounds applied), study and tracking."""
+
+    plan: SweepPlan
+    study: optuna.Study
+    tracker: SweepTracker
+    parent_run_id: str
+    reaper: Reaper
 
 
 @dataclass
@@ -68,40 +83,126 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
     return SweepPlan(cfg, space, objective)
 
 
-def run_sweep(
-    plan: SweepPlan, callbacks: Sequence[TrialCallback] = (), on_open: Callable[[optuna.Study], None] | None = None
-) -> SweepResult:
-    """Open or resume the study and its parent run, run trials to the total, close the parent run.
-
-    ``callbacks`` run after every trial (progress views); ``on_open`` sees the study once opened.
-    """
+def open_sweep(plan: SweepPlan) -> Sweep:
+    """Create or resume the study and its parent run; fail stale trials, close their runs."""
     cfg = plan.cfg
     study = open_study(cfg, plan.space)
-    if on_open is not None:
-        on_open(study)
+    if CONFIG_ATTR not in study.user_attrs:
+        study.set_user_attr(CONFIG_ATTR, shareable_config(cfg))
     tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
-    fail_stale_trials(study)
-    tracker.reap(_ended_trial_runs(study))
+    reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
+    reaper(study)
     parent_run_id = tracker.open_parent(_parent_tags(cfg))
-    tracker.log_text(parent_run_id, to_yaml(cfg), "sweep_config.yaml")
+    tracker.log_text(parent_run_id, to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in LOCAL_KEYS])), "sweep_config.yaml")
     if cfg.lr_find.enabled:
         plan = _seed_lr_bounds(plan, study, tracker, parent_run_id)
-    runner = TrialRunner(cfg, plan.space, plan.objective, tracker)
-    status, ran = "KILLED", 0  # stays KILLED if the loop is interrupted
-    try:
-        ran = run_trials(study, runner, int(cfg.sweep.n_trials), callbacks)
-        status = "FAILED" if runner.aborted else "FINISHED"
-    finally:
-        result = SweepResult(study, parent_run_id, ran, _outcome_counts(study), runner.aborted)
-        _close_parent(tracker, plan, result, status)
+    return Sweep(plan, study, tracker, parent_run_id, reaper)
+
+
+def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag | None = None, max_trials: int | None = None) -> tuple[int, str | None]:
+    """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
+    plan = sweep.plan
+    runner = TrialRunner(plan.cfg, plan.space, plan.objective, sweep.tracker, stop)
+    ran = run_trials(sweep.study, runner, int(plan.cfg.sweep.n_trials), [*callbacks, sweep.reaper], stop, max_trials)
+    return ran, runner.aborted
+
+
+def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = None) -> SweepResult:
+    """Summary metrics, best config and final status on the parent run."""
+    result = SweepResult(sweep.study, sweep.parent_run_id, ran, outcome_counts(sweep.study), aborted)
+    metric = str(sweep.plan.cfg.sweep.metric)
+    metrics = {f"n_{outcome}": float(n) for outcome, n in result.counts.items()}
+    tags = {"sweeps.status": status.lower()}
+    best = result.best
+    if best is not None:
+        metrics[f"best_{metric}"] = float(best.value)
+        tags["sweeps.best_trial"] = str(best.number)
+        tags["sweeps.best_run_id"] = str(best.user_attrs.get(RUN_ID_ATTR, ""))
+        sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
+    if aborted:
+        tags["sweeps.error"] = aborted
+    sweep.tracker.close_parent(status, metrics, tags)
     return result
+
+
+def total_reached(sweep: Sweep) -> bool:
+    return finished_count(sweep.study) >= int(sweep.plan.cfg.sweep.n_trials)
+
+
+def run_sweep(
+    plan: SweepPlan,
+    callbacks: Sequence[TrialCallback] = (),
+    on_open: Callable[[optuna.Study], None] | None = None,
+    stop: StopFlag | None = None,
+) -> SweepResult:
+    """Open or resume the sweep, run trials to the total, close the parent run (one process).
+
+    ``callbacks`` run after every trial (progress views); ``on_open`` sees the study once opened.
+    The parent run ends FINISHED, FAILED (aborted) or KILLED (interrupted).
+    """
+    sweep = open_sweep(plan)
+    if on_open is not None:
+        on_open(sweep.study)
+    status, ran, aborted = "KILLED", 0, None  # stays KILLED if the loop is interrupted
+    try:
+        ran, aborted = work(sweep, callbacks, stop)
+        status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or _grid_done(sweep) else "KILLED")
+    finally:
+        result = close_sweep(sweep, status, ran, aborted)
+    return result
+
+
+WORKER_LOCAL_OVERRIDES = ("storage.", "tracking.", "sweep.study_name", "train.device", "train.threads", "hydra.")
+
+
+def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """A worker's config: the study's stored config, with this machine's stores, device and threads.
+
+    Everything else is fixed by the study, so every worker runs the same search space and trainer;
+    an override of such a key is refused rather than silently ignored.
+    """
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if not key.startswith(WORKER_LOCAL_OVERRIDES):
+            raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage.*, tracking.*, sweep.study_name, train.device, train.threads")
+    check_storage(str(local.storage.url))
+    name = str(local.sweep.study_name)
+    storage = optuna.storages.RDBStorage(str(local.storage.url))
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name not in summaries:
+        raise ConfigError("sweep.study_name", name, f"no such study in {redact(str(local.storage.url))}", ", ".join(sorted(summaries)) or "create it with `sweeps create` or `sweeps run`")
+    stored = summaries[name].user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
+    cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
+    cfg.train.device, cfg.train.threads = local.train.device, local.train.threads
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def shareable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config workers must share, without the local keys (store URLs may hold passwords)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in container.items() if k not in LOCAL_KEYS}
+
+
+def best_config(plan: SweepPlan, trial: FrozenTrial) -> DictConfig:
+    """The complete config the trial trained with (not only its sampled params)."""
+    return apply_params(plan.cfg, plan.space.applied(trial.params))
+
+
+def outcome_counts(study: optuna.Study) -> Counter:
+    counts: Counter = Counter()
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME.get(trial.state.name, trial.state.name.lower()))] += 1
+    return counts
 
 
 def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker, parent_run_id: str) -> SweepPlan:
     """Run the LR range test once per study and search ``lr`` within the bounds it gives.
 
-    The bounds are kept on the study (user attr ``lr_find``), so a resumed sweep searches the same
-    space without re-running the test.
+    The bounds are kept on the study (user attr ``lr_find``), so a resumed sweep or another worker
+    searches the same space without re-running the test.
     """
     found = study.user_attrs.get(LR_FIND_ATTR)
     if found is None:
@@ -115,23 +216,9 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
     return SweepPlan(plan.cfg, space, plan.objective)
 
 
-def best_config(plan: SweepPlan, trial: FrozenTrial) -> DictConfig:
-    """The complete config the trial trained with (not only its sampled params)."""
-    return apply_params(plan.cfg, plan.space.applied(trial.params))
-
-
-def _ended_trial_runs(study: optuna.Study):
-    for trial in study.get_trials(deepcopy=False):
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id and trial.state in STATE_OUTCOME:
-            yield run_id, trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME[trial.state]), f"trial {trial.number} ended {trial.state.name}"
-
-
-def _outcome_counts(study: optuna.Study) -> Counter:
-    counts: Counter = Counter()
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME.get(trial.state, trial.state.name.lower()))] += 1
-    return counts
+def _grid_done(sweep: Sweep) -> bool:
+    sampler = sweep.study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(sweep.study)
 
 
 def _parent_tags(cfg: DictConfig) -> dict[str, str]:
@@ -145,18 +232,3 @@ def _parent_tags(cfg: DictConfig) -> dict[str, str]:
         "sweeps.n_trials": str(cfg.sweep.n_trials),
         "sweeps.status": "running",
     }
-
-
-def _close_parent(tracker: SweepTracker, plan: SweepPlan, result: SweepResult, status: str) -> None:
-    metric = str(plan.cfg.sweep.metric)
-    metrics = {f"n_{outcome}": float(n) for outcome, n in result.counts.items()}
-    tags = {"sweeps.status": status.lower()}
-    best = result.best
-    if best is not None:
-        metrics[f"best_{metric}"] = float(best.value)
-        tags["sweeps.best_trial"] = str(best.number)
-        tags["sweeps.best_run_id"] = str(best.user_attrs.get(RUN_ID_ATTR, ""))
-        tracker.log_text(result.parent_run_id, to_yaml(best_config(plan, best)), "best_config.yaml")
-    if result.aborted:
-        tags["sweeps.error"] = result.aborted
-    tracker.close_parent(status, metrics, tags)

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps.reporter import Diverged, MetricMissing, Pruned, Reporter, TrialReporter
+from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
+from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
 from sweeps.study import OUTCOME_ATTR
 from sweeps.tracking import SweepTracker, flatten
@@ -28,8 +29,9 @@ RUN_ID_ATTR = "mlflow_run_id"
 class TrialRunner:
     """The callable given to ``study.optimize``: runs one trial, records its outcome everywhere."""
 
-    def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker) -> None:
+    def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker, stop: StopFlag | None = None) -> None:
         self.cfg = cfg
+        self.stop = stop or StopFlag()
         self.space = space
         self.objective = objective
         self.tracker = tracker
@@ -44,6 +46,7 @@ class TrialRunner:
             metric=self.metric,
             should_prune=lambda epoch, value: self._should_prune(trial, epoch, value),
             sink=lambda epoch, metrics: self.tracker.log_metrics(run_id, epoch, metrics),
+            stop_requested=lambda: self.stop.name or None,
         )
         try:
             value = float(self.objective(trial_cfg, reporter))
@@ -62,8 +65,12 @@ class TrialRunner:
             self._end(trial, run_id, "failed", {"sweeps.error": self.aborted})
             trial.study.stop()
             raise
+        except Interrupted as stop:
+            self._interrupted(trial, run_id, str(stop))
+            trial.study.stop()
+            raise
         except (KeyboardInterrupt, SystemExit):
-            self._end(trial, run_id, "interrupted", {"sweeps.error": "interrupted"})
+            self._interrupted(trial, run_id, "interrupted")
             raise
         except Exception as err:
             self._end(trial, run_id, "failed", {"sweeps.error": _one_line(err)}, traceback.format_exc())
@@ -73,6 +80,11 @@ class TrialRunner:
             raise optuna.TrialPruned(f"objective returned {value}")
         self._end(trial, run_id, "complete", {}, metrics={f"final_{self.metric}": value})
         return value
+
+    def _interrupted(self, trial: optuna.Trial, run_id: str, reason: str) -> None:
+        """Close the run as KILLED and re-queue the same params: the study loses no configuration."""
+        trial.study.enqueue_trial(trial.params, user_attrs={"sweeps.retry_of": trial.number})
+        self._end(trial, run_id, "interrupted", {"sweeps.error": f"{reason}; re-queued"})
 
     def _should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
         trial.report(value, epoch)

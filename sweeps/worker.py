@@ -1,40 +1,90 @@
-"""Run trials until the study's total is reached.
+"""Run trials until the study's total is reached, and keep both stores truthful while doing it.
 
-The loop is Optuna's own ``study.optimize`` (its RDB heartbeat only works there), bounded by what
-is left of ``sweep.n_trials`` and stopped by a callback once the study holds that many finished
-trials, so several workers on one study stop together.
+Each trial runs through Optuna's own ``study.optimize`` (its RDB heartbeat only works there), one
+at a time, so the worker can check before every trial that the study's total leaves room for it. Every worker also reaps: trials of dead
+workers are failed (stale heartbeat) and their MLflow runs closed, at start and then periodically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.study import finished_count
-from sweeps.trial import TrialRunner
+from sweeps.signals import StopFlag
+from sweeps.study import OUTCOME_ATTR, counts_toward_total, fail_stale_trials
+from sweeps.tracking import SweepTracker
+from sweeps.trial import RUN_ID_ATTR, TrialRunner
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+STATE_OUTCOME = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "lost"}
 
 
-def stop_at_total(total: int) -> TrialCallback:
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if finished_count(study) >= total:
-            study.stop()
+class Reaper:
+    """Fails stale trials and closes MLflow runs their dead workers left RUNNING.
 
-    return callback
-
-
-def run_trials(study: optuna.Study, runner: TrialRunner, total: int, callbacks: Sequence[TrialCallback] = ()) -> int:
-    """Run trials until ``total`` have finished; returns how many this call ran.
-
-    A trial whose objective raised is recorded as failed and the loop goes on (``catch``).
+    Called at a worker's start and, as a trial callback, at most every ``interval`` seconds.
     """
-    started = len(study.get_trials(deepcopy=False))
-    while (remaining := total - finished_count(study)) > 0 and not _grid_exhausted(study) and runner.aborted is None:
-        study.optimize(runner, n_trials=remaining, catch=(Exception,), callbacks=[*callbacks, stop_at_total(total)], gc_after_trial=False)
-    return len(study.get_trials(deepcopy=False)) - started
+
+    def __init__(self, tracker: SweepTracker, interval: float = 60.0) -> None:
+        self.tracker = tracker
+        self.interval = interval
+        self.last = float("-inf")
+
+    def __call__(self, study: optuna.Study, _trial: FrozenTrial | None = None) -> int:
+        if time.monotonic() - self.last < self.interval:
+            return 0
+        self.last = time.monotonic()
+        fail_stale_trials(study)
+        return self.tracker.reap(ended_trial_runs(study))
+
+
+def ended_trial_runs(study: optuna.Study) -> Iterator[tuple[str, str, str]]:
+    """``(run_id, outcome, reason)`` of every ended trial that has an MLflow run."""
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id and trial.state.name in STATE_OUTCOME:
+            outcome = trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME[trial.state.name])
+            yield run_id, outcome, f"trial {trial.number} ended {trial.state.name} without closing its run"
+
+
+def run_trials(
+    study: optuna.Study,
+    runner: TrialRunner,
+    total: int,
+    callbacks: Sequence[TrialCallback] = (),
+    stop: StopFlag | None = None,
+    max_trials: int | None = None,
+    poll_seconds: float = 1.0,
+) -> int:
+    """Run trials one at a time until the study holds ``total`` finished trials.
+
+    Before each trial the worker checks that finished plus running trials (of every worker) leave a
+    slot, so N workers do not overshoot the total by N-1. When the running trials of others fill
+    the remaining slots, it waits: they finish, or their worker died and the heartbeat fails them
+    (then their retry takes the slot). Also stops on a stop request, an aborted sweep, an exhausted
+    grid, or after ``max_trials`` here. A trial whose objective raised is recorded as failed and the
+    loop goes on (``catch``). Returns how many trials this call ran.
+    """
+    stop = stop or StopFlag()
+    ran = 0
+    while not stop.requested() and runner.aborted is None and not _grid_exhausted(study):
+        if max_trials is not None and ran >= max_trials:
+            break
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(counts_toward_total(t) for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished >= total:
+            break
+        if finished + running >= total:
+            time.sleep(poll_seconds)
+            fail_stale_trials(study)
+            continue
+        study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+        ran += 1
+    return ran
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:

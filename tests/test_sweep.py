@@ -83,15 +83,48 @@ def test_interrupt_ends_the_trial_as_killed_and_resume_reaches_the_total(compose
     cfg = compose("objective=custom", "objective.target=tests.objectives_for_tests:interrupt_third_trial", "sweep.n_trials=3", "sweep.pruner=none")
     with pytest.raises(KeyboardInterrupt):
         run_sweep(plan_sweep(cfg))
-    (trial,) = optuna.load_study(study_name="sweeps", storage=cfg.storage.url).get_trials()
+    trial, retry = optuna.load_study(study_name="sweeps", storage=cfg.storage.url).get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs["sweeps.outcome"] == "interrupted"
+    assert retry.state == TrialState.WAITING
     assert runs_by_trial(tmp_path, "sweeps")[0].info.status == "KILLED"
     assert parent_run(tmp_path, "sweeps").info.status == "KILLED"
 
     result = run_sweep(plan_sweep(cfg))
-    states = [t.state for t in result.study.get_trials()]
-    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE, TrialState.COMPLETE]
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["sweeps.retry_of"] == 0  # re-queued
     assert parent_run(tmp_path, "sweeps").info.status == "FINISHED"
+
+
+def wait_for_first_report(storage: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            trials = optuna.load_study(study_name="sweeps", storage=storage).get_trials()
+        except Exception:
+            trials = []
+        if trials and trials[0].intermediate_values:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("no trial reported")
+
+
+def test_sigterm_ends_the_trial_at_the_next_epoch_requeues_it_and_exits_143(tmp_path: Path) -> None:
+    args = ["run", *store_overrides(tmp_path), "objective=custom", "objective.target=tests.objectives_for_tests:slow", "train.epochs=3", "sweep.n_trials=2", "sweep.pruner=none"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    worker = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_first_report(f"sqlite:///{tmp_path}/optuna.db")
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr
+    study = optuna.load_study(study_name="sweeps", storage=f"sqlite:///{tmp_path}/optuna.db")
+    first, retry = study.get_trials()
+    assert first.state == TrialState.FAIL and first.user_attrs["sweeps.outcome"] == "interrupted"
+    assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == first.params
+    run = runs_by_trial(tmp_path, "sweeps")[0]
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["sweeps.error"]
+    assert parent_run(tmp_path, "sweeps").info.status == "KILLED"
 
 
 def test_killed_worker_leaves_no_run_lying_running(tmp_path: Path) -> None:
@@ -102,15 +135,7 @@ def test_killed_worker_leaves_no_run_lying_running(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     worker = subprocess.Popen([sys.executable, "-m", "sweeps.cli", *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            trials = optuna.load_study(study_name="sweeps", storage=storage).get_trials()
-        except Exception:
-            trials = []
-        if trials and trials[0].intermediate_values:
-            break
-        time.sleep(0.2)
+    wait_for_first_report(storage)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert runs_by_trial(tmp_path, "sweeps")[0].info.status == "RUNNING"  # what a dead worker leaves

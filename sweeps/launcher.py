@@ -1,0 +1,121 @@
+"""Several local worker processes on one study: who gets which GPU and how many CPU threads, which
+stores can take several writers, and starting and watching the processes.
+
+Each worker is a separate ``sweeps worker`` process (a long-lived process, never one per trial: the
+stack takes seconds to import). They share nothing but the stores: the Optuna study decides what
+each samples, the MLflow store receives their runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from omegaconf import DictConfig
+
+from sweeps.errors import ConfigError
+
+POSTGRES_HINT = "storage=postgres with SWEEPS_STORAGE_URL=postgresql+psycopg://user:password@host:5432/optuna"
+SERVER_HINT = "run `mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1` and set tracking.uri=http://127.0.0.1:5000"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one local worker gets: environment additions and config overrides."""
+
+    index: int
+    env: dict[str, str] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+
+def check_shared_stores(cfg: DictConfig, workers: int) -> None:
+    """Refuse several writers on stores that cannot take them, and say what to use instead."""
+    if workers <= 1:
+        return
+    if str(cfg.storage.url).startswith("sqlite"):
+        raise ConfigError(
+            "storage.url", str(cfg.storage.url),
+            f"{workers} workers cannot share an SQLite study (concurrent writers lock the file, optuna#820)", POSTGRES_HINT,
+        )
+    if urlparse(str(cfg.tracking.uri)).scheme in ("sqlite", "", "file"):
+        raise ConfigError("tracking.uri", str(cfg.tracking.uri), f"{workers} workers cannot write one local MLflow store", SERVER_HINT)
+
+
+def gpu_ids(setting: Any) -> list[str]:
+    """``auto``: every visible CUDA device; a list: those ids; none/empty: CPU only."""
+    if setting in (None, "", "none", []):
+        return []
+    if setting == "auto":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    return [str(g) for g in (setting if isinstance(setting, Sequence) and not isinstance(setting, str) else [setting])]
+
+
+def assign_workers(workers: int, gpus: Sequence[str], threads_setting: Any, cpu_count: int | None = None) -> list[Assignment]:
+    """One GPU per worker, round-robin over ``gpus``; without GPUs, CPU threads split between workers.
+
+    ``threads_setting`` is ``train.threads``: a number is kept; ``auto`` becomes cores // workers so
+    the workers together never oversubscribe the CPU.
+    """
+    cores = cpu_count or os.cpu_count() or 1
+    assignments = []
+    for index in range(workers):
+        env = {"SWEEPS_WORKER_INDEX": str(index)}
+        overrides: list[str] = []
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        if threads_setting in (None, "auto"):
+            overrides.append(f"train.threads={max(1, cores // workers)}")
+        assignments.append(Assignment(index, env, tuple(overrides)))
+    return assignments
+
+
+class LocalWorkers:
+    """Start ``sweeps worker`` processes, forward stop signals, wait, report failures."""
+
+    def __init__(self, assignments: Sequence[Assignment], common: Sequence[str], config_dir: str | None = None) -> None:
+        self.log_dir = Path(tempfile.mkdtemp(prefix="sweeps-workers-"))
+        self.processes: list[subprocess.Popen] = []
+        for assignment in assignments:
+            command = [sys.executable, "-m", "sweeps.cli", "worker", *(["--config-dir", config_dir] if config_dir else []), *common, *assignment.overrides]
+            log = open(self.log_dir / f"worker-{assignment.index}.log", "w")
+            self.processes.append(
+                subprocess.Popen(command, env={**os.environ, **assignment.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+
+    def signal_all(self, signum: int) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    def wait(self, poll: Callable[[], None], stop_requested: Callable[[], bool], interval: float = 1.0) -> list[int]:
+        """Call ``poll`` every ``interval`` s until all exit; forward a stop request once."""
+        forwarded = False
+        while any(p.poll() is None for p in self.processes):
+            if stop_requested() and not forwarded:
+                self.signal_all(signal.SIGTERM)
+                forwarded = True
+            poll()
+            time.sleep(interval)
+        poll()
+        return [p.returncode for p in self.processes]
+
+    def failure_report(self, codes: Sequence[int]) -> str:
+        lines = []
+        for index, code in enumerate(codes):
+            if code not in (0, 130, 143):
+                tail = (self.log_dir / f"worker-{index}.log").read_text().strip().splitlines()[-3:]
+                lines.append(f"worker {index} exited {code}: " + " | ".join(tail))
+        return "\n".join(lines)
