@@ -152,7 +152,7 @@ def run_sweep(
     return result
 
 
-WORKER_LOCAL_OVERRIDES = ("storage.", "tracking.", "sweep.study_name", "train.device", "train.threads", "hydra.")
+WORKER_LOCAL_OVERRIDES = ("storage", "tracking", "sweep.study_name", "train.device", "train.threads", "hydra.")
 
 
 def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -164,7 +164,7 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
     for override in overrides:
         key = override.lstrip("+~").partition("=")[0]
         if not key.startswith(WORKER_LOCAL_OVERRIDES):
-            raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage.*, tracking.*, sweep.study_name, train.device, train.threads")
+            raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage*, tracking*, sweep.study_name, train.device, train.threads")
     check_storage(str(local.storage.url))
     name = str(local.sweep.study_name)
     storage = optuna.storages.RDBStorage(str(local.storage.url))

@@ -1,0 +1,248 @@
+"""Curve diagnosis: synthetic edge cases, real curves from the real trainer, and the sweep report.
+
+Real LRs, measured with the default trainer (AdamW, batch 64, warmup + cosine): digits_mlp is good
+at 1e-3..3e-2, flat at 1e-6/1e-5, explodes without NaN from 0.3 and ends at chance at 100;
+tiny_transformer is good at 3e-3..1e-2, flat at 1e-6, collapses to chance at 0.1..0.3 (no NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import objectives.digits_mlp as digits_mlp
+import objectives.tiny_transformer as tiny_transformer
+from sweeps.config import builtin_config_dir, compose_config
+from sweeps.diagnosis import VERDICTS, Curves, Diagnosis, Thresholds, diagnose, loss_exploded
+from sweeps.errors import ConfigError
+from sweeps.reporter import Diverged, recording_reporter
+from sweeps.sweep_diagnosis import diagnose_sweep, plot_sweep_diagnosis
+from sweeps.training import train
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic curves: one per row of the LR notes' "Reading curves" table, plus the edge cases.
+
+
+def decaying(steps: int = 300, start: float = 2.3, end: float = 0.2, noise: float = 0.02, seed: int = 0) -> list[float]:
+    """A healthy curve: exponential decay from ``start`` towards ``end`` with multiplicative batch noise."""
+    rng = np.random.default_rng(seed)
+    trend = end + (start - end) * np.exp(-np.arange(steps) / (steps / 6))
+    return (trend * (1 + noise * rng.standard_normal(steps))).tolist()
+
+
+def with_spike(losses: list[float], at: int, factor: float) -> list[float]:
+    return [x * factor if i == at else x for i, x in enumerate(losses)]
+
+
+def epochs(train_losses: list[float], val_losses: list[float], val_acc: float = 0.9) -> list[dict[str, float]]:
+    return [{"epoch": i + 1, "train_loss": t, "val_loss": v, "val_acc": val_acc} for i, (t, v) in enumerate(zip(train_losses, val_losses))]
+
+
+RNG = np.random.default_rng(1)
+CHANCE_10 = math.log(10)
+COLLAPSE = [2.31, 2.6, 3.0, 3.4, 3.1, 2.8, 2.6] + (CHANCE_10 + 0.01 * RNG.standard_normal(193)).tolist()  # Adam, lr far too high
+
+SYNTHETIC = [
+    # id, curves, verdict, evidence keys, words of the advice
+    ("nan_at_step_0", Curves([math.nan, 2.3, 2.2]), "diverged", {"diverged_at_step"}, ["10x", "warmup", "clipping"]),
+    ("trainer_stopped", Curves(epochs=epochs([2.3], [2.3]), diverged_at_step=17), "diverged", {"diverged_at_step"}, ["10x"]),
+    ("explodes_without_nan", Curves(decaying()[:20] + [80.0] + decaying()[20:]), "diverged", {"explode_step", "peak_to_start"}, ["10x"]),
+    ("ends_above_start", Curves(np.linspace(2.3, 3.5, 200).tolist()), "diverged", {"progress", "end_loss"}, ["10x"]),
+    ("chance_collapse", Curves(COLLAPSE, epochs=epochs([2.9, 2.31], [2.31, 2.30], val_acc=0.1), n_classes=10),
+     "diverged", {"end_to_chance", "rise", "val_acc", "chance_acc"}, ["lower the LR ~10x"]),
+    ("learned_then_back_to_chance", Curves(decaying(100, end=0.3) + [CHANCE_10] * 100, n_classes=10), "diverged", {"min_to_chance"}, ["10x"]),
+    ("single_spike_recovers", Curves(with_spike(decaying(), 100, 3.0)), "healthy", {"progress", "noise_to_start"}, ["none"]),
+    ("constant", Curves([2.3] * 200), "plateau", {"progress"}, ["raise the LR 3-10x", "schedule"]),
+    ("flat_with_noise_at_chance", Curves((CHANCE_10 + 0.01 * RNG.standard_normal(200)).tolist(), epochs=epochs([2.3], [2.3], 0.1), n_classes=10),
+     "plateau", {"progress"}, ["raise the LR"]),
+    ("slow_steady_decrease", Curves(np.linspace(2.3, 2.0, 300).tolist()), "slow", {"progress"}, ["raise the LR 3-10x"]),
+    ("noisy_no_progress", Curves(np.clip(1.5 + 0.5 * RNG.standard_normal(300), 0.05, None).tolist()), "oscillating",
+     {"noise_to_start", "noise_to_drop"}, ["lower the LR 2-5x", "momentum", "clip"]),
+    ("rises_then_crawls", Curves([2.3, 2.5, 2.7, 2.8, 2.8, 2.7] + np.linspace(2.6, 2.4, 194).tolist()), "oscillating", {"rise"}, ["lower the LR"]),
+    ("overfitting", Curves(decaying(), epochs=epochs([1.0, 0.5, 0.3, 0.2, 0.1, 0.05], [1.0, 0.7, 0.6, 0.65, 0.75, 0.9])),
+     "overfitting", {"val_loss_min", "val_loss_min_epoch", "val_rise", "train_fall"}, ["weight_decay", "stop earlier"]),
+    ("healthy", Curves(decaying(), step_lrs=[3e-3] * 300), "healthy", {"progress", "peak_lr"}, ["none"]),
+    ("empty", Curves(), "healthy", {"steps"}, ["too few points"]),
+    ("very_short", Curves([2.3, 2.2, 2.0]), "healthy", {"steps"}, ["too few points"]),
+    ("epoch_losses_only", Curves(epochs=epochs([2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3], [2.3] * 9)), "plateau", {"epochs"}, ["raise"]),
+]
+
+
+@pytest.mark.parametrize("curves, verdict, keys, advice", [case[1:] for case in SYNTHETIC], ids=[case[0] for case in SYNTHETIC])
+def test_synthetic_curves(curves: Curves, verdict: str, keys: set[str], advice: list[str]) -> None:
+    diagnosis = diagnose(curves)
+    assert diagnosis.verdict == verdict, diagnosis
+    assert keys <= set(diagnosis.evidence), diagnosis.evidence
+    assert all(word in diagnosis.advice for word in advice), diagnosis.advice
+
+
+def test_chance_collapse_is_not_the_low_lr_plateau_it_resembles() -> None:
+    """Both end at ln(10) with accuracy at chance; only the collapse rose above its start first."""
+    flat = Curves(COLLAPSE[7:], epochs=epochs([2.31], [2.30], val_acc=0.1), n_classes=10)
+    assert diagnose(Curves(COLLAPSE, epochs=flat.epochs, n_classes=10)).verdict == "diverged"
+    assert diagnose(flat).verdict == "plateau"
+
+
+def test_advice_names_the_lr_it_implies() -> None:
+    assert "peak lr 0.3 -> ~0.03" in diagnose(Curves(COLLAPSE, [0.3] * len(COLLAPSE), n_classes=10)).advice
+    assert "peak lr 1e-06 -> ~1e-05" in diagnose(Curves([2.3] * 50, [1e-6] * 50)).advice
+
+
+def test_loss_exploded_is_the_trainer_guard() -> None:
+    assert loss_exploded(math.nan, 2.3) and loss_exploded(math.inf, 2.3) and loss_exploded(-math.inf, 2.3)
+    assert loss_exploded(23.1, 2.3) and not loss_exploded(22.9, 2.3)  # default factor 10
+    assert loss_exploded(5.0, 2.3, factor=2.0) and not loss_exploded(1e9, 0.0)  # no ratio from a zero start
+
+
+def test_evidence_text_is_one_short_line() -> None:
+    text = diagnose(SYNTHETIC[4][1]).evidence_text()
+    assert text.startswith("steps=200 ") and "end_to_chance=" in text and "\n" not in text
+    long = Diagnosis("healthy", {f"key_{i}": i / 7 for i in range(200)})
+    assert len(long.evidence_text()) < 500
+
+
+# ----------------------------------------------------------------------------------------------
+# Thresholds and their config group.
+
+
+def test_thresholds_from_mapping_override_and_reject_unknown_keys() -> None:
+    assert Thresholds.from_mapping({"explode_factor": 4}).explode_factor == 4
+    with pytest.raises(ConfigError) as caught:
+        Thresholds.from_mapping({"explode_factor": 4, "spike_factor": 3})
+    assert caught.value.key == "diagnosis.spike_factor" and "explode_factor" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"diagnosis.slow_progress=-1: must be a finite number > 0"):
+        Thresholds.from_mapping({"slow_progress": -1})
+    with pytest.raises(ConfigError, match=r"diagnosis.plateau_progress=0.5: must be < diagnosis.slow_progress"):
+        Thresholds(plateau_progress=0.5)
+
+
+def test_config_group_mirrors_the_defaults_and_composes() -> None:
+    path = builtin_config_dir() / "diagnosis" / "default.yaml"
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert all("#" in line for line in lines)  # one commented line per key
+    assert Thresholds.from_mapping(OmegaConf.load(path)) == Thresholds()
+    assert Thresholds.from_mapping(compose_config(["+diagnosis=default", "+diagnosis.rise_margin=0.1"]).diagnosis).rise_margin == 0.1
+
+
+def test_stricter_thresholds_change_the_verdict() -> None:
+    slow = Curves(np.linspace(2.3, 2.0, 300).tolist())
+    assert diagnose(slow, Thresholds(plateau_progress=0.2)).verdict == "plateau"
+
+
+# ----------------------------------------------------------------------------------------------
+# Real curves from the real trainer.
+
+OBJECTIVES = {"digits_mlp": digits_mlp, "tiny_transformer": tiny_transformer}
+
+
+@lru_cache(maxsize=None)
+def real_curves(objective: str, *overrides: str) -> Curves:
+    """Train once (CPU-sized runs); a ``Diverged`` stop becomes ``diverged_at_step``."""
+    cfg = compose_config([f"objective={objective}", *overrides])
+    n_classes = 10 if objective == "digits_mlp" else int(cfg.objective.vocab)
+    reporter = recording_reporter("val_acc")
+    try:
+        result = train(OBJECTIVES[objective].make_task(cfg.objective), cfg.train, reporter)
+    except Diverged as stop:
+        return Curves(epochs=tuple(reporter.history), diverged_at_step=stop.step, n_classes=n_classes)
+    return Curves(tuple(result.step_losses), tuple(result.step_lrs), tuple(reporter.history), n_classes=n_classes)
+
+
+def digits_val_split_is_broken() -> bool:
+    """objectives/digits_mlp.py divides by ``std + 1e-6``; pixel 24 is constant in the training split,
+    so two validation images get a 1e6 input and ``val_loss`` runs ~100x ``train_loss``, rising at
+    every good LR. Fix there: ``std[std == 0] = 1``."""
+    return float(np.abs(digits_mlp.load_split(0.2, 0)[2]).max()) > 1e3
+
+
+needs_sane_digits_val_loss = pytest.mark.xfail(
+    digits_val_split_is_broken(), strict=True, reason="digits_mlp val_loss is dominated by 2 images scaled by 1e6 (see digits_val_split_is_broken)"
+)
+DIGITS = ("train.epochs=6",)
+TINY = ("train.epochs=4",)
+DIGITS_OVERFIT = ("objective.train_limit=100", "objective.hidden=256", "train.weight_decay=0", "train.lr=1e-2", "train.epochs=30")
+TINY_OVERFIT = ("objective.train_limit=64", "objective.n_val=200", "train.batch_size=16", "train.weight_decay=0", "train.lr=1e-2", "train.epochs=25")
+
+REAL = [
+    # objective, overrides, accepted verdicts
+    pytest.param("digits_mlp", (*DIGITS, "train.lr=100"), {"diverged", "oscillating"}, id="digits-adamw-lr100-explodes-to-chance"),
+    pytest.param("digits_mlp", (*DIGITS, "train.optimizer=sgd", "train.schedule=constant", "train.lr=3"), {"diverged"}, id="digits-sgd-lr3-nan"),
+    pytest.param("digits_mlp", (*DIGITS, "train.lr=1e-6"), {"plateau", "slow"}, id="digits-lr1e-6"),
+    pytest.param("digits_mlp", (*DIGITS, "train.lr=1e-2"), {"healthy"}, id="digits-lr1e-2", marks=needs_sane_digits_val_loss),
+    pytest.param("digits_mlp", DIGITS_OVERFIT, {"overfitting"}, id="digits-100-examples-overfit", marks=needs_sane_digits_val_loss),
+    pytest.param("tiny_transformer", (*TINY, "train.lr=0.3"), {"diverged", "oscillating"}, id="tiny-lr0.3-collapse"),
+    pytest.param("tiny_transformer", (*TINY, "train.lr=1e-6"), {"plateau", "slow"}, id="tiny-lr1e-6"),
+    pytest.param("tiny_transformer", (*TINY, "train.lr=1e-2"), {"healthy"}, id="tiny-lr1e-2"),
+    pytest.param("tiny_transformer", TINY_OVERFIT, {"overfitting"}, id="tiny-64-sequences-overfit"),
+]
+
+
+@pytest.mark.parametrize("objective, overrides, accepted", REAL)
+def test_real_curves(objective: str, overrides: tuple[str, ...], accepted: set[str]) -> None:
+    diagnosis = diagnose(real_curves(objective, *overrides))
+    assert diagnosis.verdict in accepted, diagnosis
+
+
+def test_real_adam_collapse_is_told_apart_from_the_real_low_lr_plateau() -> None:
+    """tiny_transformer at lr 0.3 never NaNs: it ends at ln(16) with accuracy near chance, like lr 1e-6."""
+    collapse = diagnose(real_curves("tiny_transformer", *TINY, "train.lr=0.3"))
+    flat = diagnose(real_curves("tiny_transformer", *TINY, "train.lr=1e-6"))
+    assert collapse.verdict == "diverged" and flat.verdict == "plateau"
+    assert abs(collapse.evidence["end_to_chance"] - 1) < 0.1 and collapse.evidence["rise"] > 0.05
+    assert abs(flat.evidence["end_loss"] / math.log(16) - 1) < 0.1  # same loss level, opposite cause
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweep level.
+
+# A digits-like sweep (values from the real runs above): flat at low LR, good 1e-3..0.1, diverged above.
+SWEEP = [
+    (0, 1e-5, 0.119, "plateau"), (1, 3e-5, 0.20, "slow"), (2, 1e-4, 0.356, "slow"), (3, 1e-3, 0.881, "healthy"),
+    (4, 3e-3, 0.967, "healthy"), (5, 1e-2, 0.972, "healthy"), (6, 3e-2, 0.967, "healthy"), (7, 0.1, 0.964, "healthy"),
+    (8, 0.3, None, "diverged"), (9, 1.0, None, "diverged"), (10, 3.0, 0.10, "diverged"),
+]
+
+
+def test_sweep_counts_boundary_window_and_recommendations() -> None:
+    report = diagnose_sweep(SWEEP, "maximize")
+    assert {v: n for v, n in report.counts.items() if n} == {"plateau": 1, "slow": 2, "healthy": 5, "diverged": 3}
+    assert set(report.counts) == set(VERDICTS)
+    assert report.lr_ranges["diverged"] == (0.3, 3.0) and report.lr_ranges["slow"] == (3e-5, 1e-4)
+    assert report.divergence_boundary == pytest.approx(math.sqrt(0.1 * 0.3))
+    assert report.best.number == 5 and report.stable_window == (3e-3, 0.1)
+    assert report.stable_window[0] <= report.best.lr <= report.stable_window[1]
+    assert "all 3 trials with lr > 0.1 diverged: lower search.lr.high to 0.1" in report.recommendations
+    assert "no trial with lr < 0.003 came within 2% of the best (4 tried): raise search.lr.low to 0.003" in report.recommendations
+
+
+def test_sweep_markdown_and_plot(tmp_path) -> None:
+    report = diagnose_sweep(SWEEP, "maximize")
+    markdown = report.to_markdown()
+    assert "| verdict | trials | lr min | lr max |" in markdown
+    assert "| diverged | 3 | 0.3 | 3 |" in markdown and "| slow | 2 | 3e-5 | 1e-4 |" in markdown
+    assert "divergence boundary: lr ≈ 0.17" in markdown and "search.lr.high" in markdown
+    png = plot_sweep_diagnosis(SWEEP, report, tmp_path / "plots" / "sweep.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_sweep_best_at_the_top_edge_and_minimize_window() -> None:
+    rows = [(i, lr, 1.0 / (1 + i), "healthy") for i, lr in enumerate([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])]
+    report = diagnose_sweep(rows, "minimize")
+    assert report.best.lr == 1e-2 and report.divergence_boundary is None
+    assert report.stable_window == (1e-2, 1e-2)  # 0.2 is best; 0.25 is 25 % worse
+    assert any("top edge" in r and "raise search.lr.high" in r for r in report.recommendations)
+    assert diagnose_sweep(rows, "minimize", lr_bounds=(1e-4, 1.0)).recommendations[0].startswith("no change needed")
+
+
+def test_sweep_boundary_with_a_stray_divergence_and_when_all_diverge() -> None:
+    noisy = [(0, 1e-3, 0.9, "healthy"), (1, 1e-2, None, "diverged"), (2, 3e-2, 0.9, "healthy"), (3, 0.1, None, "diverged"), (4, 0.3, None, "diverged")]
+    assert diagnose_sweep(noisy, "maximize").divergence_boundary == pytest.approx(math.sqrt(3e-2 * 0.1))
+    everything = diagnose_sweep([(0, 1.0, None, "diverged"), (1, 3.0, None, "diverged")], "maximize")
+    assert everything.divergence_boundary is None and everything.stable_window is None
+    assert everything.recommendations == ["all 2 trials diverged (lr 1 – 3): lower search.lr.low and search.lr.high ~10x"]
+    with pytest.raises(ConfigError, match="sweep.direction"):
+        diagnose_sweep(noisy, "up")
