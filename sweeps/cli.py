@@ -101,6 +101,208 @@ def create(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str]
     print(f"start workers: sweeps worker sweep.study_name={sweep.study.study_name}")
 
 
+STUDY_ARGS = typer.Argument(None, help="[STUDY] then Hydra overrides (storage.url=..., tracking.uri=...)", show_default=False)
+
+
+def _open_study_config(args: Optional[list[str]], config_dir: Optional[str]):
+    """``[study] overrides...`` → (the study, its stored config with this machine's stores)."""
+    import optuna
+
+    from sweeps.config import compose_config
+    from sweeps.sweep import config_from_study
+
+    args = list(args or [])
+    if args and "=" not in args[0]:
+        args[0] = f"sweep.study_name={args[0]}"
+    local = compose_config(args, config_dir)
+    cfg = config_from_study(local, args)
+    return optuna.load_study(study_name=str(cfg.sweep.study_name), storage=str(cfg.storage.url)), cfg
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(False, "--json", help="Machine-readable output"), config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Trials of a study (also while it runs): state, value, params, epochs, diagnosis; counts; best."""
+    import json
+
+    from sweeps.console import status_rows, status_table
+
+    study, cfg = _open_study_config(args, config_dir)
+    rows = status_rows(study)
+    if as_json:
+        best = next((r for r in rows if r["best"]), None)
+        print(json.dumps({"study": study.study_name, "n_trials": int(cfg.sweep.n_trials), "trials": rows, "best": best}, indent=1, default=str))
+        return
+    Console().print(status_table(study, rows, str(cfg.sweep.metric), int(cfg.sweep.n_trials)))
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def best(
+    args: Optional[list[str]] = STUDY_ARGS,
+    export: Optional[str] = typer.Option(None, "--export", help="Write the best trial's complete config (YAML) here"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Transfer the config to this batch size"),
+    scaling: Optional[str] = typer.Option(None, "--scaling", help="LR scaling rule: linear (SGD default), sqrt (Adam default), none"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """The best trial's complete config, with provenance; optionally moved to another batch size."""
+    from omegaconf import OmegaConf
+
+    from sweeps.errors import ConfigError as _ConfigError
+    from sweeps.export import export_config, provenance, transfer_batch_size, trial_config
+    from sweeps.sweep import shareable_config
+
+    study, cfg = _open_study_config(args, config_dir)
+    try:
+        trial = study.best_trial
+    except ValueError:
+        raise _ConfigError("sweep.study_name", study.study_name, "has no completed trial yet") from None
+    best_cfg = trial_config(shareable_config(cfg), trial)
+    origin = provenance(study, trial, str(cfg.storage.url), str(cfg.sweep.metric))
+    if batch_size is not None:
+        new_train, change = transfer_batch_size(best_cfg.train, batch_size, scaling)
+        best_cfg.train = OmegaConf.create(new_train)
+        origin["batch_size_transfer"] = change
+        print(f"batch size {change['from_batch_size']} -> {change['to_batch_size']} ({change['rule']} rule): "
+              f"lr {change['lr'][0]:.4g} -> {change['lr'][1]:.4g}, warmup_frac {change['warmup_frac'][0]:.3g} -> {change['warmup_frac'][1]:.3g}")
+    print(f"best trial {trial.number} of {study.study_name}: {cfg.sweep.metric}={trial.value:.4f} (MLflow run {origin['mlflow_run_id']})")
+    if export:
+        path = export_config(best_cfg, origin, export)
+        print(f"exported to {path}; run it with: sweeps train --config {path}")
+    else:
+        print(OmegaConf.to_yaml(OmegaConf.masked_copy(best_cfg, ["train", "objective"])))
+
+
+@app.command("train", context_settings=EXTRA_ARGS)
+def train_command(
+    overrides: Optional[list[str]] = OVERRIDES,
+    config: Optional[str] = typer.Option(None, "--config", help="An exported config (sweeps best --export) to train as is"),
+    checkpoint: bool = typer.Option(False, "--checkpoint", help="Save the trained model as an MLflow artifact"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Production training: full epochs, no pruning, its own MLflow run linked to the source trial."""
+    from omegaconf import OmegaConf
+
+    from sweeps.config import compose_config, validate
+    from sweeps.production import train_production
+    from sweeps.tracking import SweepTracker, check_tracking
+
+    local = compose_config([o for o in (overrides or []) if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))] if config else (overrides or []), config_dir)
+    if config:
+        from pathlib import Path
+
+        if not Path(config).is_file():
+            raise ConfigError("--config", config, "no such file")
+        cfg = OmegaConf.merge(OmegaConf.load(config), {"storage": local.storage, "tracking": local.tracking})
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o for o in (overrides or []) if not o.split("=")[0].startswith(("storage", "tracking"))]))
+        validate(cfg)
+    else:
+        cfg = local
+    check_tracking(str(cfg.tracking.uri))
+    origin = cfg.get("provenance") or {}
+    experiment = str(origin.get("study") or cfg.sweep.study_name)
+    tracker = SweepTracker(str(cfg.tracking.uri), experiment, cfg.tracking.get("artifact_location"))
+    console = Console()
+    with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
+        done = train_production(cfg, tracker, checkpoint)
+    console.print(f"{cfg.sweep.metric}={done.value:.4f}  MLflow run {done.run_id} (experiment {experiment})")
+    if origin:
+        console.print(f"source: trial {origin.get('trial')} of {origin.get('study')}, {origin.get('metric')}={origin.get('value')}")
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def reproduce(
+    args: Optional[list[str]] = STUDY_ARGS,
+    top: int = typer.Option(3, "--top", help="How many of the best configs"),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per config (the trial's own seed first)"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Re-train the top configs on several seeds: mean ± std each, and the most robust one."""
+    from omegaconf import open_dict
+    from rich.progress import Progress
+
+    from sweeps.console import reproduce_table
+    from sweeps.export import trial_config
+    from sweeps.production import Reproduction, most_robust, seeds_for, train_production
+    from sweeps.sweep import shareable_config
+    from sweeps.tracking import SweepTracker
+
+    study, cfg = _open_study_config(args, config_dir)
+    maximize = str(cfg.sweep.direction) == "maximize"
+    complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
+    chosen = sorted(complete, key=lambda t: t.value, reverse=maximize)[:top]
+    if not chosen:
+        raise ConfigError("sweep.study_name", study.study_name, "has no completed trial yet")
+    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    parent = tracker.start_run("reproduce", {"sweeps.role": "reproduce", "sweeps.top": str(top), "sweeps.seeds": str(seeds)})
+    results = []
+    console = Console()
+    with Progress(console=console) as progress:
+        task = progress.add_task("re-training", total=len(chosen) * seeds)
+        for trial in chosen:
+            trial_cfg = trial_config(shareable_config(cfg), trial)
+            with open_dict(trial_cfg):
+                trial_cfg.provenance = {"study": study.study_name, "trial": trial.number, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
+            values = []
+            for seed in seeds_for(trial_cfg, seeds):
+                trial_cfg.train.seed = seed
+                values.append(train_production(trial_cfg, tracker, parent_run_id=parent, name=f"trial-{trial.number:04d}-seed-{seed}").value)
+                progress.advance(task)
+            results.append(Reproduction(trial.number, tuple(values)))
+    robust = most_robust(results, maximize)
+    metric = str(cfg.sweep.metric)
+    tracker.log_metrics(parent, None, {**{f"trial_{r.trial}_mean": r.mean for r in results}, **{f"trial_{r.trial}_std": r.std for r in results}})
+    tracker.end_trial(parent, "complete", {"sweeps.most_robust_trial": str(robust.trial)})
+    console.print(reproduce_table(results, {t.number: t.value for t in chosen}, metric, robust))
+    console.print(f"most robust: trial {robust.trial} ({metric} {robust.mean:.4f} ± {robust.std:.4f} over {seeds} seeds); MLflow run {parent}")
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Redraw the study's plots on its parent MLflow run (also while it runs)."""
+    from sweeps.report import publish_report
+    from sweeps.tracking import SweepTracker
+
+    study, cfg = _open_study_config(args, config_dir)
+    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    parent = tracker.find_parent()
+    if parent is None:
+        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    plots = publish_report(study, tracker, parent, str(cfg.sweep.metric))
+    print(f"wrote {len(plots.paths())} files to run {parent} (plots/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def ui(
+    overrides: Optional[list[str]] = OVERRIDES,
+    port: int = typer.Option(5000, "--port"),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Also start optuna-dashboard on the study storage (port + 1)"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Start the MLflow UI for the configured tracking store on 127.0.0.1 and print its URL."""
+    import shutil
+    import subprocess
+
+    from sweeps.config import compose_config
+
+    cfg = compose_config(overrides or [], config_dir)
+    uri = str(cfg.tracking.uri)
+    if uri.startswith(("http://", "https://")):
+        print(f"MLflow UI: {uri} (served by the tracking server)")
+        return
+    extra = []
+    if dashboard:
+        if shutil.which("optuna-dashboard") is None:
+            raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install optuna-dashboard")
+        extra.append(subprocess.Popen(["optuna-dashboard", str(cfg.storage.url), "--host", "127.0.0.1", "--port", str(port + 1)]))
+        print(f"Optuna dashboard: http://127.0.0.1:{port + 1}")
+    print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}; Ctrl-C to stop)")
+    mlflow = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    try:
+        subprocess.run(mlflow, check=False)
+    finally:
+        for process in extra:
+            process.terminate()
+
+
 def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):
     """Create/resume the sweep here, run ``workers`` worker processes on it, watch, close."""
     from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids

@@ -106,3 +106,61 @@ def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def status_rows(study: optuna.Study) -> list[dict]:
+    """One dict per trial: what ``sweeps status`` shows (and prints as JSON)."""
+    try:
+        best_number = study.best_trial.number
+    except ValueError:
+        best_number = None
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "outcome": trial.user_attrs.get(OUTCOME_ATTR, trial.state.name.lower()),
+                "value": trial.value,
+                "epochs": max(trial.intermediate_values, default=0),
+                "params": dict(trial.params),
+                "diagnosis": trial.user_attrs.get("diagnosis"),
+                "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+                "best": trial.number == best_number,
+            }
+        )
+    return rows
+
+
+def status_table(study: optuna.Study, rows: list[dict], metric: str, total: int) -> Table:
+    params = sorted({name for row in rows for name in row["params"]})
+    counts = Counter(row["state"] for row in rows)
+    finished = sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_total(t))
+    caption = f"{finished}/{total} finished · " + " · ".join(f"{state.lower()} {n}" for state, n in sorted(counts.items()))
+    best = next((row for row in rows if row["best"]), None)
+    if best:
+        caption += f" · best trial {best['number']}: {metric}={best['value']:.4f}"
+    table = Table(title=f"study {study.study_name}", caption=caption)
+    for column in ("#", "state", metric, "epochs", *params, "diagnosis"):
+        table.add_column(column, justify="left" if column in ("state", "diagnosis") else "right")
+    for row in rows:
+        state = row["outcome"] if row["outcome"] not in ("complete", "running") else row["state"]
+        style = "bold green" if row["best"] else None
+        table.add_row(
+            str(row["number"]), state.lower(), _format(row["value"]), str(row["epochs"]),
+            *[_format(row["params"].get(name, "")) for name in params], row["diagnosis"] or "", style=style,
+        )
+    return table
+
+
+def reproduce_table(results, original: dict[int, float], metric: str, robust) -> Table:
+    table = Table(title=f"re-trained on {len(results[0].values)} seeds")
+    for column in ("trial", f"sweep {metric}", "mean", "± std", "min", "max"):
+        table.add_column(column, justify="right")
+    for result in results:
+        style = "bold green" if result is robust else None
+        table.add_row(
+            str(result.trial), f"{original[result.trial]:.4f}", f"{result.mean:.4f}", f"{result.std:.4f}",
+            f"{min(result.values):.4f}", f"{max(result.values):.4f}", style=style,
+        )
+    return table

@@ -23,7 +23,9 @@ Checks, in order; the first that fires names the verdict:
 4. plateau / slow / healthy -- by the trend's relative drop from the first loss.
 
 The trend is a rolling median (robust to a single spike, which therefore does not count as
-oscillation); the spread is the median absolute deviation of the residuals, scaled to a std.
+oscillation); the spread is the median absolute deviation of the residuals, scaled to a std. The
+first loss is the reference level (it is the loss at initialisation, before any LR acts), so a rise
+or a fall below it must beat twice that spread as well as ``rise_margin``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Thresholds:
     LRs 1e-6 … 100); "progress" is 1 - (final trend / first loss).
 
     - ``explode_factor`` 10: healthy runs never exceed 1.01× the first loss; AdamW on digits at lr
-      0.1 peaks at 2.1× and still finishes at the best accuracy; tiny_transformer at lr 1 peaks at
+      0.1 peaks at 2.1× and still finishes within 1 % of the best accuracy; tiny_transformer at lr 1 peaks at
       59× and collapses. fastai's range test stops at 4× the best smoothed loss; a trainer sees raw
       single-batch losses and the warmup spike, so it allows more. (Digits at lr 0.3–3 blows up
       22–2300× and is still rescued by the cosine anneal: those count as diverged.)
@@ -61,6 +63,7 @@ class Thresholds:
     - ``rise_margin`` 0.05: the trend's rise above the first loss that counts as "rose above its
       start": low-LR runs rise at most 0.0075 (noise of one batch); tiny_transformer at lr 0.1 rises
       0.075, at 0.3 0.41. Also the drop below zero progress that counts as "ended above its start".
+      Either must also beat twice the batch noise (the first loss is a single batch).
     - ``chance_band`` 0.1: collapsed runs end at 0.92–0.98 × ln(classes) (tiny_transformer 0.1–1,
       digits 100: 1.05); good runs end below 0.5 ×.
     - ``chance_acc_multiple`` 3: collapsed tiny_transformer runs predict the unigram distribution,
@@ -69,7 +72,9 @@ class Thresholds:
       0.009 (tiny); tiny at 1e-5 progresses 0.053 (slow). The first loss is one batch: ~1 % noise.
     - ``slow_progress`` 0.25: too-low runs progress 0.05–0.20 (tiny 1e-5/1e-4, digits 1e-4, SGD
       1e-3); good runs 0.54–1.0. tiny_transformer at lr 3e-2 (3 × too high) progresses 0.29 and is
-      deliberately left out of "slow", whose advice would point the wrong way.
+      left out of "slow", whose advice would point the wrong way; with a constant LR over 4 epochs
+      it progresses 0.19 and does read as slow -- one curve cannot tell that case from a low LR,
+      the sweep report (``sweeps.sweep_diagnosis``) can.
     - ``oscillation_noise`` 0.1 and ``oscillation_to_drop`` 0.15: spread over the first loss and
       over the trend's drop. Oscillating runs (constant LR: digits AdamW 0.1, loss bouncing between
       0 and 2; digits SGD 0.5): 0.30 / 0.53 and 0.19 / 0.27. Every other run stays below one of the
@@ -77,7 +82,8 @@ class Thresholds:
       the drop), slow runs 0.04–0.07 of the drop; plateaus have a large ratio to their tiny drop but
       a spread ≤ 0.01 of the start -- hence both conditions.
     - ``overfit_margin`` 0.1: digits on 100 examples (no weight decay) rises 33 % above its val-loss
-      minimum, tiny_transformer on 64 sequences 20 %; healthy runs' validation loss does not rise.
+      minimum, tiny_transformer on 64 sequences 20 %, tiny on 100 sequences 11–13 %; healthy runs'
+      validation loss does not rise (digits measured with zero-variance pixels left unscaled).
     """
 
     explode_factor: float = 10.0
@@ -156,7 +162,8 @@ def diagnose(curves: Curves, thresholds: Thresholds = Thresholds()) -> Diagnosis
     t = thresholds
     losses = [float(x) for x in curves.step_losses] or [float(e["train_loss"]) for e in curves.epochs if "train_loss" in e]
     peak_lr = _peak_lr(curves)
-    base = {"steps" if curves.step_losses else "epochs": float(len(losses)), **({"peak_lr": peak_lr} if peak_lr else {})}
+    unit = "epochs" if not curves.step_losses and curves.epochs else "steps"
+    base = {unit: float(len(losses)), **({"peak_lr": peak_lr} if peak_lr else {})}
 
     def verdict(name: str, **evidence: float) -> Diagnosis:
         return Diagnosis(name, {**base, **{k: float(v) for k, v in evidence.items()}}, _advice(name, peak_lr))

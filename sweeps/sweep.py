@@ -22,6 +22,7 @@ from sweeps.config import to_yaml
 from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
+from sweeps.report import publish_report
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
@@ -121,6 +122,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
         sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
     if aborted:
         tags["sweeps.error"] = aborted
+    publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, metric)
     sweep.tracker.close_parent(status, metrics, tags)
     return result
 

@@ -94,7 +94,8 @@ def diagnose_sweep(
 def divergence_boundary(trials: Sequence[TrialRow]) -> float | None:
     """The LR cut that best separates diverged trials (above) from the rest (below), or None.
 
-    Candidates are geometric means of neighbouring tried LRs with a diverged majority above; the one
+    Candidates are geometric means of neighbouring tried LRs with a diverged majority above and a
+    non-diverged trial below; the one
     misplacing fewest trials wins, ties going to the highest. With a clean split this is the
     geometric mean of the highest non-diverged LR and the lowest diverged LR above it.
     """
@@ -104,8 +105,8 @@ def divergence_boundary(trials: Sequence[TrialRow]) -> float | None:
         cut = math.sqrt(low * high)
         above = [t for t in trials if t.lr > cut]
         diverged_above = sum(t.verdict == "diverged" for t in above)
-        if diverged_above * 2 <= len(above):
-            continue
+        if diverged_above * 2 <= len(above) or all(t.verdict == "diverged" for t in trials if t.lr < cut):
+            continue  # a boundary needs mostly diverged trials above it and a trial that trained below it
         misplaced = len(above) - diverged_above + sum(t.verdict == "diverged" and t.lr < cut for t in trials)
         if best is None or misplaced <= best[0]:
             best = (misplaced, cut)
@@ -171,7 +172,7 @@ def plot_sweep_diagnosis(rows: Iterable[Sequence], report: SweepDiagnosis, path:
         if missing := [t.lr for t in points if t.value is None or not math.isfinite(t.value)]:
             # x in data units, y in axes units: pinned to the bottom whatever the value range
             ax.scatter(missing, [0.03] * len(missing), transform=ax.get_xaxis_transform(), color=color, marker="x",
-                       label=None if valued else f"{verdict} ({len(points)}, no value)", zorder=3)
+                       label=f"{verdict}, no value ({len(missing)})", zorder=3)
     if report.stable_window:
         low, high = report.stable_window
         ax.axvspan(low / 1.15, high * 1.15, color="tab:green", alpha=0.12, label=f"within {report.stable_tolerance:.0%} of best")

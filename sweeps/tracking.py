@@ -100,13 +100,18 @@ class SweepTracker:
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
 
-    def open_parent(self, tags: Mapping[str, str]) -> str:
-        """Find the study's parent run (a resumed sweep reuses it) or create it; mark it RUNNING."""
+    def find_parent(self) -> str | None:
+        """The study's parent run id, if it has one in this store."""
         found = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'parent'", max_results=1, order_by=["attributes.start_time ASC"]
         )
+        return found[0].info.run_id if found else None
+
+    def open_parent(self, tags: Mapping[str, str]) -> str:
+        """Find the study's parent run (a resumed sweep reuses it) or create it; mark it RUNNING."""
+        found = self.find_parent()
         if found:
-            self.parent_run_id = found[0].info.run_id
+            self.parent_run_id = found
             self.client.update_run(self.parent_run_id, status="RUNNING")
         else:
             run = self.client.create_run(

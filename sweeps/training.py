@@ -52,6 +52,7 @@ class TrainResult:
     metrics: dict[str, float]
     step_losses: list[float] = field(default_factory=list)
     step_lrs: list[float] = field(default_factory=list)
+    model: nn.Module | None = None  # the trained model, for checkpoints of production runs
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -123,7 +124,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     optimizer = build_optimizer(model, train_cfg, total_steps)
     grad_clip = train_cfg.get("grad_clip")
     generator = torch.Generator().manual_seed(seed)
-    result = TrainResult(metrics={})
+    result = TrainResult(metrics={}, model=model)
 
     step = 0
     for epoch in range(1, epochs + 1):

@@ -1,0 +1,378 @@
+"""What a sweep will cost before it runs: Hyperband's brackets, the epoch budget, the space in words.
+
+Pure functions of the composed config, except ``measure_epoch_seconds`` (trains two epochs) and
+``preview_tables`` (builds rich tables). The CLI verb ``sweeps preview`` prints the tables.
+
+Hyperband is replicated from Optuna 5.0's source (``optuna/pruners/_hyperband.py``,
+``_successive_halving.py``); ``tests/test_preview.py`` checks it against the real pruner on a real
+study. Trials report ``step = epoch`` (1, 2, ..., ``train.epochs``), so a rung's step is an epoch count.
+"""
+
+from __future__ import annotations
+
+import binascii
+import importlib
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from rich.table import Table
+
+from sweeps.errors import ConfigError
+from sweeps.reporter import TrialStopped
+from sweeps.space import SearchParam, SearchSpace, parse_search_space
+
+# Median pruner approximation (see ``estimate_budget``): the share of post-startup trials pruned
+# at their first check; the rest run every epoch.
+MEDIAN_PRUNED_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One of Hyperband's successive-halving brackets.
+
+    ``rungs``: the epochs at which the bracket compares trials, ``min_resource * rf**(rate + k)``
+    up to ``max_resource``; ``share``: the probability that a trial lands in this bracket;
+    ``expected_epochs_per_trial``: the steady-state cost of one trial here.
+    """
+
+    index: int
+    min_early_stopping_rate: int
+    rungs: tuple[int, ...]
+    allocation_budget: int
+    share: float
+    expected_epochs_per_trial: float
+
+
+def hyperband_brackets(min_resource: int, max_resource: int, reduction_factor: int) -> list[Bracket]:
+    """Optuna's ``HyperbandPruner(min_resource, max_resource, reduction_factor)`` as data.
+
+    * brackets: ``floor(log(max / min, rf)) + 1`` (``_hyperband.py`` 207-212, the same float
+      expression, so the same rounding);
+    * bracket ``i`` is a ``SuccessiveHalvingPruner`` with ``min_early_stopping_rate = i``
+      (221-226), whose k-th rung is at step ``min * rf**(i + k)`` (``_successive_halving.py`` 185-189);
+    * allocation budget of bracket ``i``: ``ceil(n * rf**s / (s + 1))`` with ``s = n - 1 - i``
+      (229-240); a trial goes to bracket ``i`` when ``crc32(f"{study}_{number}") % total`` falls
+      in its slice of the cumulative budgets (242-264), so its share is ``budget / total``.
+    """
+    if min_resource < 1:
+        raise ConfigError("sweep.hyperband.min_resource", min_resource, "must be >= 1")
+    if reduction_factor < 2:
+        raise ConfigError("sweep.hyperband.reduction_factor", reduction_factor, "must be >= 2")
+    if max_resource < min_resource:
+        raise ConfigError("train.epochs", max_resource, f"must be >= sweep.hyperband.min_resource={min_resource}")
+    n_brackets = math.floor(math.log(max_resource / min_resource, reduction_factor)) + 1
+    budgets = [math.ceil(n_brackets * reduction_factor ** (n_brackets - 1 - i) / (n_brackets - i)) for i in range(n_brackets)]
+    total = sum(budgets)
+    brackets = []
+    for index, budget in enumerate(budgets):
+        rungs = _rungs(min_resource, max_resource, reduction_factor, index)
+        expected = expected_epochs_per_trial(rungs, max_resource, reduction_factor)
+        brackets.append(Bracket(index, index, rungs, budget, budget / total, expected))
+    return brackets
+
+
+def _rungs(min_resource: int, max_resource: int, reduction_factor: int, rate: int) -> tuple[int, ...]:
+    rungs = []
+    epoch = min_resource * reduction_factor**rate
+    while epoch <= max_resource:
+        rungs.append(epoch)
+        epoch *= reduction_factor
+    return tuple(rungs)
+
+
+def configured_brackets(cfg: DictConfig) -> list[Bracket]:
+    """The brackets of the configured Hyperband pruner (``sweeps.study.make_pruner``); ``[]`` for other pruners."""
+    if cfg.sweep.pruner != "hyperband":
+        return []
+    hb = cfg.sweep.hyperband
+    return hyperband_brackets(int(hb.min_resource), int(cfg.train.epochs), int(hb.reduction_factor))
+
+
+def bracket_of_trial(study_name: str, trial_number: int, brackets: Sequence[Bracket]) -> int:
+    """The bracket Optuna puts trial ``trial_number`` of ``study_name`` in (``_hyperband.py`` 255-262)."""
+    slot = binascii.crc32(f"{study_name}_{trial_number}".encode()) % sum(b.allocation_budget for b in brackets)
+    for bracket in brackets:
+        slot -= bracket.allocation_budget
+        if slot < 0:
+            return bracket.index
+    raise AssertionError("unreachable: the slot lies below the total budget")
+
+
+def expected_epochs_per_trial(rungs: Sequence[int], max_resource: int, reduction_factor: int) -> float:
+    """Steady-state epochs of one trial under successive halving that keeps ``1 / rf`` at each rung.
+
+    A trial runs to the first rung, passes each rung with probability ``1 / rf``, and a survivor of
+    the last rung runs to ``max_resource``; a rung at ``max_resource`` itself saves nothing::
+
+        E = c_0 + sum_k rf**-k (c_k - c_(k-1)) + rf**-m (max_resource - c_(m-1)),  c = rungs < max
+
+    Steady state only: Optuna promotes a trial when it ranks within the top ``max(1, n // rf)`` of
+    the ``n`` values recorded at that rung so far (``_successive_halving.py`` 252-269), so the first
+    trial to reach a rung of a bracket is always promoted and the first trials of each bracket
+    (at least one per bracket) cost more than this until each rung has about ``rf`` peers.
+    """
+    cuts = [r for r in rungs if r < max_resource]
+    if not cuts:
+        return float(max_resource)
+    expected, reached, previous = float(cuts[0]), 1.0, cuts[0]
+    for rung in [*cuts[1:], max_resource]:
+        reached /= reduction_factor
+        expected += reached * (rung - previous)
+        previous = rung
+    return expected
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Trials × epochs a sweep will cost: the worst case (nothing pruned) and the expected case."""
+
+    n_trials: int  # trials the study will run (a grid stops when exhausted)
+    epochs_per_trial: int  # train.epochs: the most a trial can run
+    pruner: str
+    worst_case_epochs: int
+    expected_epochs: float
+    assumption: str  # how expected_epochs was reckoned
+    random_trials: int  # trials the sampler draws at random before modelling the space
+    notes: tuple[str, ...] = ()
+    epoch_seconds: float | None = None
+
+    @property
+    def worst_case_seconds(self) -> float | None:
+        return None if self.epoch_seconds is None else self.worst_case_epochs * self.epoch_seconds
+
+    @property
+    def expected_seconds(self) -> float | None:
+        return None if self.epoch_seconds is None else self.expected_epochs * self.epoch_seconds
+
+
+def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None) -> Budget:
+    """Worst-case and expected epochs (and seconds, given one epoch's time) of the configured sweep.
+
+    Expected epochs by pruner:
+
+    * ``none``: the worst case.
+    * ``hyperband``: ``n_trials × sum(share × expected_epochs_per_trial)`` over the brackets
+      (steady state; see ``expected_epochs_per_trial``).
+    * ``median``: an approximation. Nothing is pruned until ``max(n_startup_trials, 1)`` trials
+      have completed (``optuna/pruners/_percentile.py`` 179-186), so those run every epoch; each
+      later trial is assumed pruned with probability ``MEDIAN_PRUNED_FRACTION`` at its first check,
+      epoch ``max(n_warmup_steps, 1)`` (192-194), and otherwise to run every epoch. The median is
+      taken over completed trials only, which are survivors, and checks go on at every epoch, so
+      more trials are pruned in practice: read it as an upper estimate.
+    """
+    sweep = cfg.sweep
+    epochs = int(cfg.train.epochs)
+    n_trials = int(sweep.n_trials)
+    notes: list[str] = []
+    if sweep.sampler == "grid":
+        grid_size = math.prod(len(values) for values in parse_search_space(cfg).grid().values())
+        if grid_size < n_trials:
+            notes.append(f"the grid has {grid_size} points: the sweep stops after {grid_size} of sweep.n_trials={n_trials}")
+        n_trials = min(n_trials, grid_size)
+    worst = n_trials * epochs
+    pruner = str(sweep.pruner)
+    if pruner == "hyperband":
+        brackets = configured_brackets(cfg)
+        per_trial = sum(b.share * b.expected_epochs_per_trial for b in brackets)
+        expected = n_trials * per_trial
+        assumption = (
+            f"{len(brackets)} Hyperband brackets weighted by their shares, {per_trial:.3g} epochs per trial in steady "
+            f"state; the first trials of each bracket are promoted more often, so early trials cost more"
+        )
+    elif pruner == "median":
+        startup = min(n_trials, max(int(sweep.median.n_startup_trials), 1))
+        first_check = max(int(sweep.median.n_warmup_steps), 1)
+        later = MEDIAN_PRUNED_FRACTION * min(first_check, epochs) + (1 - MEDIAN_PRUNED_FRACTION) * epochs
+        expected = startup * epochs + (n_trials - startup) * later
+        assumption = (
+            f"the first {startup} trials run all epochs; later ones are pruned at epoch {first_check} with probability "
+            f"{MEDIAN_PRUNED_FRACTION:g}, else run all epochs (likely an upper estimate)"
+        )
+    else:
+        expected = float(worst)
+        assumption = "no pruner: every trial runs all epochs"
+    random_trials = n_trials if sweep.sampler == "random" else 0
+    if sweep.sampler == "tpe":
+        random_trials = min(n_trials, int(sweep.tpe.n_startup_trials))
+        if pruner == "hyperband":
+            # Optuna's HyperbandPruner docstring (lines 39-52) says TPE starts up per bracket; in 5.0 it
+            # does not: TPE counts and models trials via Study._get_trials, which the bracket study
+            # leaves unfiltered (_hyperband.py 305-313 filters get_trials only; _tpe/sampler.py 500, 515, 584).
+            notes.append(
+                f"TPE draws its first {random_trials} trials at random over the whole study, not per bracket, "
+                "and models all brackets' trials together (Optuna 5.0)"
+            )
+    return Budget(n_trials, epochs, pruner, worst, expected, assumption, random_trials, tuple(notes), epoch_seconds)
+
+
+class _EpochsTimed(TrialStopped):
+    """Ends a timing run once enough epochs have been timed."""
+
+
+@dataclass
+class _EpochClock:
+    """A reporter that stamps the wall clock at each epoch's report and stops after ``epochs``."""
+
+    epochs: int
+    stamps: list[float] = field(default_factory=lambda: [time.perf_counter()])
+
+    def report(self, epoch: int, **metrics: float) -> None:
+        self.stamps.append(time.perf_counter())
+        if epoch >= self.epochs:
+            raise _EpochsTimed()
+
+
+def measure_epoch_seconds(cfg: DictConfig, epochs: int = 2) -> float:
+    """Wall seconds of one epoch (training and evaluation) of the configured built-in objective.
+
+    Trains with ``cfg.train`` as configured (its schedule built for all ``train.epochs``) and stops
+    after ``epochs`` epochs. Returns the median of epochs 2.. (the first pays for model building,
+    data transfer and warm-up), or the first epoch's time when only one ran. Excludes the sweep's
+    own per-epoch overhead (Optuna and MLflow writes).
+    """
+    from sweeps.training import train  # torch: imported only when measuring
+
+    target = "???" if OmegaConf.is_missing(cfg.objective, "target") else str(cfg.objective.get("target") or "")
+    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    try:
+        make_task = getattr(importlib.import_module(module_name), "make_task", None) if module_name else None
+    except ImportError as err:
+        raise ConfigError("objective.target", target, f"cannot import {module_name} ({err})") from None
+    if not callable(make_task):
+        raise ConfigError("objective.target", target, "timing an epoch needs the objective's module to define make_task(cfg.objective) -> Task")
+    task = make_task(cfg.objective)  # loading data is not part of an epoch
+    clock = _EpochClock(max(1, epochs))
+    try:
+        train(task, cfg.train, clock)
+    except _EpochsTimed:
+        pass
+    durations = [later - earlier for earlier, later in zip(clock.stamps, clock.stamps[1:])]
+    return statistics.median(durations[1:]) if len(durations) > 1 else durations[0]
+
+
+def describe_space(space: SearchSpace) -> list[tuple[str, str, str]]:
+    """``(name, distribution in words, config key)`` per parameter, e.g. ``log-uniform [1e-04, 0.3]``."""
+    return [(p.name, describe_param(p), p.target) for p in space.params]
+
+
+def describe_param(param: SearchParam) -> str:
+    dist = param.distribution
+    if param.zero_below is not None and isinstance(dist, FloatDistribution):
+        # The log range was extended below `low` so that a draw falls below it with p = zero_prob.
+        zero_prob = math.log(param.zero_below / dist.low) / math.log(dist.high / dist.low)
+        words = f"0 with p={zero_prob:.3g}, else {_describe(FloatDistribution(param.zero_below, dist.high, log=True))}"
+    else:
+        words = _describe(dist)
+    if param.when:
+        words += " when " + " and ".join(_condition(name, allowed) for name, allowed in param.when.items())
+    return words
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "choice " + ", ".join(str(c) for c in dist.choices)
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        kind = "uniform" if isinstance(dist, FloatDistribution) else "integer"
+        words = f"{'log-' if dist.log else ''}{kind} [{_number(dist.low)}, {_number(dist.high)}]"
+        if dist.step is not None and dist.step != 1:
+            words += f" step {_number(dist.step)}"
+        return words
+    return repr(dist)
+
+
+def _condition(name: str, allowed: tuple) -> str:
+    if len(allowed) == 1:
+        return f"{name}={allowed[0]}"
+    return f"{name} in {{{', '.join(str(a) for a in allowed)}}}"
+
+
+def _number(value: float) -> str:
+    """``1e-04``, ``0.3``, ``128``: exponent form for very small or large magnitudes."""
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    return f"{value:.4g}"
+
+
+def preview_tables(cfg: DictConfig, space: SearchSpace, budget: Budget, brackets: Sequence[Bracket]) -> list[Table]:
+    """The search space, the sampler and pruner, Hyperband's brackets (if any) and the budget."""
+    tables = []
+    space_table = Table(title=f"search space ({len(space.params)} parameters)")
+    for column in ("parameter", "distribution", "sets"):
+        space_table.add_column(column)
+    for row in describe_space(space):
+        space_table.add_row(*row)
+    tables.append(space_table)
+
+    setup = Table(title="sampler and pruner", show_header=False)
+    setup.add_column("setting")
+    setup.add_column("value")
+    setup.add_row("trials", f"{budget.n_trials} × up to {budget.epochs_per_trial} epochs (train.epochs)")
+    setup.add_row("sampler", _sampler_words(cfg, budget))
+    setup.add_row("pruner", _pruner_words(cfg, brackets))
+    for note in budget.notes:
+        setup.add_row("note", note)
+    tables.append(setup)
+
+    if brackets:
+        study_name = str(cfg.sweep.study_name)
+        bracket_table = Table(title="Hyperband brackets", caption="expected epochs: steady state, keeping 1/reduction_factor at each rung")
+        for column in ("bracket", "share", f"trials of {study_name}", "rungs (epochs)", "expected epochs/trial"):
+            bracket_table.add_column(column, justify="right")
+        counts = [0] * len(brackets)
+        for number in range(budget.n_trials):
+            counts[bracket_of_trial(study_name, number, brackets)] += 1
+        for bracket, count in zip(brackets, counts):
+            rungs = ", ".join(str(r) for r in bracket.rungs)
+            bracket_table.add_row(str(bracket.index), f"{bracket.share:.1%}", str(count), rungs, f"{bracket.expected_epochs_per_trial:.2f}")
+        tables.append(bracket_table)
+
+    seconds = "" if budget.epoch_seconds is None else f" at {budget.epoch_seconds:.3g} s/epoch"
+    budget_table = Table(title=f"budget of {budget.n_trials} trials{seconds}")
+    for column, justify in (("case", "left"), ("epochs", "right"), ("time", "right"), ("basis", "left")):
+        budget_table.add_column(column, justify=justify)
+    budget_table.add_row("worst case", str(budget.worst_case_epochs), _duration(budget.worst_case_seconds), "nothing pruned")
+    budget_table.add_row(
+        f"expected ({budget.pruner})", f"{budget.expected_epochs:.1f}", _duration(budget.expected_seconds), budget.assumption
+    )
+    tables.append(budget_table)
+    return tables
+
+
+def _sampler_words(cfg: DictConfig, budget: Budget) -> str:
+    sampler = str(cfg.sweep.sampler)
+    if sampler == "tpe":
+        return f"tpe: {budget.random_trials} random startup trials, then TPE (multivariate={bool(cfg.sweep.tpe.multivariate)})"
+    if sampler == "random":
+        return "random"
+    return "grid: every combination once"
+
+
+def _pruner_words(cfg: DictConfig, brackets: Sequence[Bracket]) -> str:
+    sweep = cfg.sweep
+    if sweep.pruner == "hyperband":
+        hb = sweep.hyperband
+        return (
+            f"hyperband: {len(brackets)} brackets, min_resource {hb.min_resource}, "
+            f"max_resource {cfg.train.epochs} (train.epochs), reduction_factor {hb.reduction_factor}"
+        )
+    if sweep.pruner == "median":
+        return f"median: after {sweep.median.n_startup_trials} completed trials, from epoch {max(int(sweep.median.n_warmup_steps), 1)}"
+    return "none: every trial runs all epochs"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

@@ -1,0 +1,102 @@
+"""Production training from an exported config: full epochs, no pruning, its own MLflow run linked
+to the trial it came from; and re-training top configs on several seeds.
+
+Same training code as the sweep (the objective's ``make_task`` and the shared trainer), so with the
+same seed and device a run reproduces the source trial's metric: exactly on the CPU (deterministic
+kernels, same batch order), within cuDNN's non-determinism on a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sweeps.objective import load_objective
+from sweeps.reporter import TrialReporter
+from sweeps.tracking import SweepTracker, flatten
+from sweeps.training import train
+
+TRAIN_ROLE = "train"
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    run_id: str
+    value: float
+    metrics: dict[str, float]
+
+
+def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = False, parent_run_id: str | None = None, name: str = "train") -> TrainRun:
+    """Train ``cfg`` to the end and record it; tags point at the source trial when known."""
+    origin = cfg.get("provenance") or {}
+    metric = str(cfg.sweep.metric)
+    tags = {"sweeps.role": TRAIN_ROLE, "sweeps.metric": metric}
+    if origin:
+        tags.update({
+            "sweeps.source_study": str(origin.get("study")),
+            "sweeps.source_trial": str(origin.get("trial")),
+            "sweeps.source_run_id": str(origin.get("mlflow_run_id")),
+        })
+    run_id = tracker.start_run(name, tags, parent_run_id)
+    settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in ("train", "objective")}
+    tracker.log_params(run_id, flatten(settings))
+    reporter = TrialReporter(metric, sink=lambda epoch, metrics: tracker.log_metrics(run_id, epoch, metrics))
+    try:
+        value, model = _train(cfg, reporter)
+        tracker.log_metrics(run_id, reporter.last_epoch, {f"final_{metric}": value})
+        tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        if checkpoint and model is not None:
+            folder = Path(tempfile.mkdtemp(prefix="sweeps-checkpoint-"))
+            torch.save(model.state_dict(), folder / "model.pt")
+            tracker.client.log_artifact(run_id, str(folder / "model.pt"), "checkpoint")
+    except BaseException as err:
+        tracker.end_trial(run_id, "failed", {"sweeps.error": f"{type(err).__name__}: {err}"[:500]})
+        raise
+    tracker.end_trial(run_id, "complete", {})
+    return TrainRun(run_id, value, dict(reporter.history[-1]) if reporter.history else {})
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    trial: int
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+
+def most_robust(results: Sequence[Reproduction], maximize: bool) -> Reproduction:
+    """The config with the best mean over seeds (ties: the smaller spread)."""
+    sign = 1 if maximize else -1
+    return max(results, key=lambda r: (sign * r.mean, -r.std))
+
+
+def seeds_for(cfg: DictConfig, count: int) -> list[int]:
+    """The trial's own seed first, then the next ones."""
+    first = int(cfg.train.seed)
+    return [first + i for i in range(count)]
+
+
+def _train(cfg: DictConfig, reporter: TrialReporter) -> tuple[float, Any]:
+    """The objective's task through the shared trainer when it has one (to keep the model), else
+    the objective function itself."""
+    target = str(cfg.objective.target)
+    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    make_task = getattr(importlib.import_module(module_name), "make_task", None)
+    if callable(make_task):
+        result = train(make_task(cfg.objective), cfg.train, reporter)
+        return float(result.metrics[str(cfg.sweep.metric)]), result.model
+    return float(load_objective(cfg)(cfg, reporter)), None
