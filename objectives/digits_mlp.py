@@ -30,7 +30,8 @@ def load_split(val_frac: float, split_seed: int) -> tuple[np.ndarray, np.ndarray
     x_train, x_val, y_train, y_val = train_test_split(
         digits.data.astype(np.float32), digits.target, test_size=val_frac, random_state=split_seed, stratify=digits.target
     )
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0  # pixels that are always 0 in training stay 0 (not x/1e-6 on validation)
     return (x_train - mean) / std, y_train, (x_val - mean) / std, y_val
 
 

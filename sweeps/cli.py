@@ -15,6 +15,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from sweeps.console_width import make_console
+
 from sweeps.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow.")
@@ -40,7 +42,7 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     from sweeps.signals import graceful_stop
     from sweeps.sweep import plan_sweep, run_sweep
 
-    console = Console()
+    console = make_console()
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     cfg = plan.cfg
     workers = int(cfg.sweep.workers)
@@ -56,6 +58,28 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     _print_results(console, plan, result)
     if stop.requested():
         _stopped(stop)
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def preview(
+    overrides: Optional[list[str]] = OVERRIDES,
+    measure: bool = typer.Option(True, "--measure/--no-measure", help="Time two epochs to express the budget in time"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Before launching: the search space, sampler and pruner, Hyperband's brackets, the budget."""
+    from sweeps.config import compose_config
+    from sweeps.preview import configured_brackets, estimate_budget, measure_epoch_seconds, preview_tables
+    from sweeps.space import parse_search_space
+
+    console = make_console()
+    cfg = compose_config(overrides or [], config_dir)
+    space = parse_search_space(cfg)
+    seconds = None
+    if measure:
+        with console.status("timing two epochs of the objective"):
+            seconds = measure_epoch_seconds(cfg)
+    for table in preview_tables(cfg, space, estimate_budget(cfg, seconds), configured_brackets(cfg)):
+        console.print(table)
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -132,7 +156,7 @@ def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(
         best = next((r for r in rows if r["best"]), None)
         print(json.dumps({"study": study.study_name, "n_trials": int(cfg.sweep.n_trials), "trials": rows, "best": best}, indent=1, default=str))
         return
-    Console().print(status_table(study, rows, str(cfg.sweep.metric), int(cfg.sweep.n_trials)))
+    make_console().print(status_table(study, rows, str(cfg.sweep.metric), int(cfg.sweep.n_trials)))
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -200,7 +224,7 @@ def train_command(
     origin = cfg.get("provenance") or {}
     experiment = str(origin.get("study") or cfg.sweep.study_name)
     tracker = SweepTracker(str(cfg.tracking.uri), experiment, cfg.tracking.get("artifact_location"))
-    console = Console()
+    console = make_console()
     with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
         done = train_production(cfg, tracker, checkpoint)
     console.print(f"{cfg.sweep.metric}={done.value:.4f}  MLflow run {done.run_id} (experiment {experiment})")
@@ -234,7 +258,7 @@ def reproduce(
     tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
     parent = tracker.start_run("reproduce", {"sweeps.role": "reproduce", "sweeps.top": str(top), "sweeps.seeds": str(seeds)})
     results = []
-    console = Console()
+    console = make_console()
     with Progress(console=console) as progress:
         task = progress.add_task("re-training", total=len(chosen) * seeds)
         for trial in chosen:
@@ -266,8 +290,29 @@ def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = C
     parent = tracker.find_parent()
     if parent is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
-    plots = publish_report(study, tracker, parent, str(cfg.sweep.metric))
-    print(f"wrote {len(plots.paths())} files to run {parent} (plots/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
+    written = publish_report(study, tracker, parent, cfg)
+    plots = written.plots
+    print(f"wrote {len(plots.paths())} files to run {parent} (plots/, diagnosis/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Where the LR is safe: verdict counts per LR range, divergence boundary, stable window, advice."""
+    from rich.markdown import Markdown
+
+    from sweeps.report import publish_report
+    from sweeps.tracking import SweepTracker
+
+    study, cfg = _open_study_config(args, config_dir)
+    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    parent = tracker.find_parent()
+    if parent is None:
+        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    found = publish_report(study, tracker, parent, cfg).diagnosis
+    if found is None:
+        raise ConfigError("sweep.study_name", study.study_name, "has no diagnosed trial with an lr parameter")
+    make_console().print(Markdown(found.to_markdown()))
+    print(f"saved to MLflow run {parent}: diagnosis/report.md, diagnosis/lr_diagnosis.png")
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -333,6 +378,9 @@ def _print_results(console: Console, plan, result) -> None:
         return
     console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
     console.print(best_config_yaml(best_config(plan, best)))
+    if result.report is not None and result.report.diagnosis is not None:
+        for line in result.report.diagnosis.recommendations:
+            console.print(f"[bold]advice:[/bold] {line}")
     console.print(f"browse: mlflow ui --backend-store-uri {cfg.tracking.uri}")
 
 
@@ -351,7 +399,7 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     from sweeps.range_test import objective_task, record_range_test, run_range_test
     from sweeps.tracking import SweepTracker, check_tracking
 
-    console = Console()
+    console = make_console()
     cfg = compose_config(overrides or [], config_dir)
     objective_task(cfg)
     check_tracking(str(cfg.tracking.uri))

@@ -63,8 +63,8 @@ def trials_table(study: optuna.Study, param_names: list[str], metric: str, top: 
     trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING]
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=maximize)
     table = Table(title=f"top trials of {study.study_name} by {metric}")
-    for column in ("#", metric, "epochs", *param_names):
-        table.add_column(column, justify="right")
+    for column in ("#", metric, "epochs", *param_names, "diagnosis"):
+        table.add_column(column, justify="left" if column == "diagnosis" else "right")
     for trial in complete[:top]:
         table.add_row(*_row(trial, param_names))
     return table
@@ -97,7 +97,7 @@ def best_config_yaml(config) -> str:
 def _row(trial: FrozenTrial, param_names: list[str]) -> list[str]:
     epochs = max(trial.intermediate_values, default=0)
     values = [_format(trial.params.get(name, "")) for name in param_names]
-    return [str(trial.number), _format(trial.value), str(epochs), *values]
+    return [str(trial.number), _format(trial.value), str(epochs), *values, trial.user_attrs.get("diagnosis", "")]
 
 
 def _format(value: object) -> str:

@@ -1,28 +1,82 @@
-"""The sweep report on the parent MLflow run: plots (PNG + HTML) as files the MLflow UI opens.
+"""The sweep report on the parent MLflow run: the study's plots and the sweep-level diagnosis, as
+files the MLflow UI opens (PNG, HTML, markdown).
 
-Written at the end of every sweep and on demand by ``sweeps report``; overwriting the same
-artifact paths, so the parent run always shows the latest picture of the study.
+Written at the end of every sweep and on demand (``sweeps report``, ``sweeps diagnose``),
+overwriting the same artifact paths, so the parent run always shows the latest picture.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
 
 from sweeps.plots import PlotSet, write_study_plots
+from sweeps.space import parse_search_space
+from sweeps.sweep_diagnosis import SweepDiagnosis, TrialRow, diagnose_sweep, plot_sweep_diagnosis
 from sweeps.tracking import SweepTracker
 
 PLOTS_FOLDER = "plots"
+DIAGNOSIS_FOLDER = "diagnosis"
 
 
-def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: str, metric: str) -> PlotSet:
-    """Draw the study's figures and log them under ``plots/`` on the parent run."""
+@dataclass
+class Report:
+    plots: PlotSet
+    diagnosis: SweepDiagnosis | None
+
+
+def sweep_diagnosis(study: optuna.Study, cfg: DictConfig) -> SweepDiagnosis | None:
+    """Verdicts per LR across the study's trials; None when the space does not search ``lr``.
+
+    Only completed trials have a final value (a pruned trial's last value is mid-schedule).
+    """
+    rows = diagnosis_rows(study)
+    return diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
+
+
+def diagnosis_rows(study: optuna.Study) -> list[TrialRow]:
+    return [
+        TrialRow(t.number, t.params["lr"], t.value if t.state == TrialState.COMPLETE else None, t.user_attrs["diagnosis"])
+        for t in study.get_trials(deepcopy=False)
+        if "lr" in t.params and "diagnosis" in t.user_attrs
+    ]
+
+
+def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: str, cfg: DictConfig) -> Report:
+    """Draw the figures and the diagnosis, log them on the parent run (``plots/``, ``diagnosis/``)."""
     folder = Path(tempfile.mkdtemp(prefix="sweeps-report-"))
-    plots = write_study_plots(study, folder, metric_name=metric)
+    plots = write_study_plots(study, folder, metric_name=str(cfg.sweep.metric))
     for path in plots.paths():
         tracker.client.log_artifact(parent_run_id, str(path), PLOTS_FOLDER)
     if plots.skipped:
         tracker.log_text(parent_run_id, "\n".join(f"{name}: {why}" for name, why in plots.skipped.items()), f"{PLOTS_FOLDER}/skipped.txt")
-    return plots
+    rows = diagnosis_rows(study)
+    found = diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
+    if found is not None:
+        tracker.log_text(parent_run_id, found.to_markdown(), f"{DIAGNOSIS_FOLDER}/report.md")
+        figure = plot_sweep_diagnosis(rows, found, folder / "lr_diagnosis.png")
+        tracker.client.log_artifact(parent_run_id, str(figure), DIAGNOSIS_FOLDER)
+        tags = {f"sweeps.diagnosis.{verdict}": str(n) for verdict, n in found.counts.items() if n}
+        if found.divergence_boundary:
+            tags["sweeps.diagnosis.divergence_boundary"] = f"{found.divergence_boundary:.3g}"
+        if found.stable_window:
+            tags["sweeps.diagnosis.stable_window"] = f"{found.stable_window[0]:.3g}-{found.stable_window[1]:.3g}"
+        if found.recommendations:
+            tags["sweeps.diagnosis.recommendation"] = " ".join(found.recommendations)[:5000]
+        tracker.set_tags(parent_run_id, tags)
+    return Report(plots, found)
+
+
+def _searched_lr(study: optuna.Study, cfg: DictConfig) -> tuple[float, float] | None:
+    found = study.user_attrs.get("lr_find")
+    if found:
+        return float(found["search_low"]), float(found["search_high"])
+    for param in parse_search_space(cfg).params:
+        if param.name == "lr" and hasattr(param.distribution, "low"):
+            return float(param.distribution.low), float(param.distribution.high)
+    return None

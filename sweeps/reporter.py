@@ -79,7 +79,17 @@ class TrialReporter:
     should_prune: PruneCheck = lambda epoch, value: False
     sink: MetricSink = lambda epoch, metrics: None
     stop_requested: Callable[[], str | None] = lambda: None  # the signal's name once a stop is asked
+    step_sink: Callable[[int, list[float], list[float]], None] | None = None  # (first step, losses, lrs)
     history: list[dict[str, float]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    step_lrs: list[float] = field(default_factory=list)
+
+    def record_steps(self, losses: list[float], lrs: list[float]) -> None:
+        """Per-step train loss and LR of the epoch just trained (trainers that have them call this)."""
+        if self.step_sink is not None:
+            self.step_sink(len(self.step_losses), losses, lrs)
+        self.step_losses.extend(losses)
+        self.step_lrs.extend(lrs)
 
     def report(self, epoch: int, **metrics: float) -> None:
         values = {name: float(value) for name, value in metrics.items()}

@@ -19,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
 from sweeps.config import to_yaml
+from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
-from sweeps.report import publish_report
+from sweeps.report import Report, publish_report
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
@@ -60,6 +61,7 @@ class SweepResult:
     ran: int
     counts: Counter = field(default_factory=Counter)
     aborted: str | None = None
+    report: Report | None = None
 
     @property
     def best(self) -> FrozenTrial | None:
@@ -75,6 +77,7 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
     if cfg.sweep.sampler == "grid":
         space.grid()
     objective = load_objective(cfg)
+    Thresholds.from_mapping(cfg.get("diagnosis") or {})
     if cfg.lr_find.enabled:
         if not any(p.name == "lr" and p.target == "train.lr" for p in space.params):
             raise ConfigError("lr_find", "auto", "seeds search.lr (setting train.lr), which this search space lacks")
@@ -122,7 +125,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
         sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
     if aborted:
         tags["sweeps.error"] = aborted
-    publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, metric)
+    result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep.plan.cfg)
     sweep.tracker.close_parent(status, metrics, tags)
     return result
 

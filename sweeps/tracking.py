@@ -14,6 +14,7 @@ few milliseconds on an SQL store, more than an epoch of a small model.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -159,9 +160,15 @@ class SweepTracker:
     def log_metric_history(self, run_id: str, history: Iterable[tuple[int, Mapping[str, float]]]) -> None:
         """Many steps at once, in batches of MLflow's 1000-metric limit."""
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for step, metrics in history for key, value in metrics.items()]
+        batch = [Metric(key, float(value), now, step) for step, metrics in history for key, value in metrics.items() if math.isfinite(value)]
         for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+
+    def log_steps(self, run_id: str, first_step: int, losses: list[float], lrs: list[float]) -> None:
+        """Per-step ``train_loss_step`` and ``lr_step`` (step = optimizer step), one batch per epoch."""
+        self.log_metric_history(
+            run_id, ((first_step + i, {"train_loss_step": loss, "lr_step": lr}) for i, (loss, lr) in enumerate(zip(losses, lrs)))
+        )
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]

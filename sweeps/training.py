@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweeps.diagnosis import loss_exploded
 from sweeps.optimizers import build_optimizer, set_train_mode
 from sweeps.reporter import Diverged, Reporter
 from sweeps.schedules import apply_lr, build_schedule
@@ -102,11 +103,19 @@ def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) 
     return metrics
 
 
+def _record_steps(reporter: Reporter, result: TrainResult, start: int) -> None:
+    """Hand the epoch's per-step losses and LRs to reporters that keep them (for the diagnosis)."""
+    record = getattr(reporter, "record_steps", None)
+    if callable(record):
+        record(result.step_losses[start:], result.step_lrs[start:])
+
+
 def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> TrainResult:
     """Train ``task`` for ``train_cfg.epochs``, reporting every epoch; returns the final metrics.
 
-    Raises ``Diverged`` at the first non-finite training loss, and whatever the reporter raises
-    (``Pruned``) when the study stops the trial.
+    Raises ``Diverged`` at the first training loss that is NaN/inf or above ``train.diverge_factor``
+    times the first step's loss, and whatever the reporter raises (``Pruned``) when the study stops
+    the trial.
     """
     device = resolve_device(str(train_cfg.get("device", "auto")))
     if device.type == "cpu":
@@ -126,7 +135,8 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(metrics={}, model=model)
 
-    step = 0
+    diverge_factor = float(train_cfg.get("diverge_factor") or math.inf)
+    step = epoch_start = 0
     for epoch in range(1, epochs + 1):
         model.train()
         set_train_mode(optimizer, True)
@@ -140,15 +150,18 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
             optimizer.step()
-            loss_value = loss.item()  # a CPU-GPU sync point, paid once per step for the NaN guard
-            if not math.isfinite(loss_value):
-                raise Diverged(step=step, lr=lr, loss=loss_value, epoch=epoch)
+            loss_value = loss.item()  # a CPU-GPU sync point, paid once per step for the divergence guard
             result.step_losses.append(loss_value)
             result.step_lrs.append(lr)
+            if loss_exploded(loss_value, result.step_losses[0], diverge_factor):
+                _record_steps(reporter, result, epoch_start)
+                raise Diverged(step=step, lr=lr, loss=loss_value, epoch=epoch)
             epoch_loss += loss_value
             step += 1
         set_train_mode(optimizer, False)  # schedule-free: evaluate at the averaged point
         metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(model, task, val_data), "lr": lr}
         result.metrics = metrics
+        _record_steps(reporter, result, epoch_start)
+        epoch_start = step
         reporter.report(epoch, **metrics)
     return result

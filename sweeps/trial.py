@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from sweeps.diagnosis import Curves, Thresholds, diagnose
 from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
@@ -36,6 +37,8 @@ class TrialRunner:
         self.objective = objective
         self.tracker = tracker
         self.metric = str(cfg.sweep.metric)
+        self.thresholds = Thresholds.from_mapping(cfg.get("diagnosis") or {})
+        self.log_steps = bool(cfg.tracking.get("log_steps", False))
         self.aborted: str | None = None  # why the whole sweep must stop (no other trial would do better)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -47,17 +50,20 @@ class TrialRunner:
             should_prune=lambda epoch, value: self._should_prune(trial, epoch, value),
             sink=lambda epoch, metrics: self.tracker.log_metrics(run_id, epoch, metrics),
             stop_requested=lambda: self.stop.name or None,
+            step_sink=(lambda first, losses, lrs: self.tracker.log_steps(run_id, first, losses, lrs)) if self.log_steps else None,
         )
         try:
             value = float(self.objective(trial_cfg, reporter))
         except Pruned as stop:
-            self._end(trial, run_id, "pruned", {"sweeps.pruned_at_epoch": str(stop.epoch)})
+            tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, trial_cfg)}
+            self._end(trial, run_id, "pruned", tags)
             raise optuna.TrialPruned(str(stop)) from None
         except Diverged as stop:
             epoch = stop.epoch if stop.epoch is not None else reporter.last_epoch
             tags = {"sweeps.pruned_at_epoch": str(epoch), "sweeps.diverged_at_step": str(stop.step), "sweeps.diverged_lr": f"{stop.lr:.6g}"}
             trial.set_user_attr("diverged_at_step", stop.step)
             trial.set_user_attr("diverged_lr", stop.lr)
+            tags.update(self._diagnose(trial, reporter, trial_cfg, diverged_at_step=max(stop.step, 0)))
             self._end(trial, run_id, "diverged", tags)
             raise optuna.TrialPruned(str(stop)) from None
         except MetricMissing as err:
@@ -78,8 +84,23 @@ class TrialRunner:
         if not math.isfinite(value):
             self._end(trial, run_id, "diverged", {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
             raise optuna.TrialPruned(f"objective returned {value}")
-        self._end(trial, run_id, "complete", {}, metrics={f"final_{self.metric}": value})
+        self._end(trial, run_id, "complete", self._diagnose(trial, reporter, trial_cfg), metrics={f"final_{self.metric}": value})
         return value
+
+    def _diagnose(self, trial: optuna.Trial, reporter: TrialReporter, trial_cfg: DictConfig, diverged_at_step: int | None = None) -> dict[str, str]:
+        """Read the trial's curves; the verdict goes to Optuna user attrs and MLflow tags."""
+        curves = Curves(
+            step_losses=reporter.step_losses,
+            step_lrs=reporter.step_lrs,
+            epochs=reporter.history,
+            diverged_at_step=diverged_at_step,
+            n_classes=trial_cfg.objective.get("n_classes"),
+        )
+        found = diagnose(curves, self.thresholds)
+        trial.set_user_attr("diagnosis", found.verdict)
+        trial.set_user_attr("diagnosis_evidence", {k: float(v) for k, v in found.evidence.items()})
+        trial.set_user_attr("diagnosis_advice", found.advice)
+        return {"diagnosis": found.verdict, "diagnosis.evidence": found.evidence_text(), "diagnosis.advice": found.advice[:500]}
 
     def _interrupted(self, trial: optuna.Trial, run_id: str, reason: str) -> None:
         """Close the run as KILLED and re-queue the same params: the study loses no configuration."""

@@ -11,7 +11,7 @@ from sweeps.config import builtin_config_dir, compose_config
 from sweeps.errors import ConfigError
 from sweeps.space import parse_search_space
 
-GROUPS = ("objective", "search", "train", "sweep", "storage", "tracking")
+GROUPS = ("objective", "search", "train", "sweep", "storage", "tracking", "lr_find", "diagnosis")
 
 
 def shipped_options() -> list[str]:
