@@ -92,12 +92,18 @@ class TrialReporter:
         self.step_lrs.extend(lrs)
 
     def report(self, epoch: int, **metrics: float) -> None:
+        """Record one epoch; the pruner judges ``rung_<metric>`` when given, else ``<metric>``.
+
+        ``rung_<metric>`` is what the trial would score if its schedule ended here (a cooled-down
+        or averaged copy; see schedule-aware rung evaluation): mid-schedule raw values make
+        high-LR trials look worse than they will end.
+        """
         values = {name: float(value) for name, value in metrics.items()}
         if self.metric not in values:
             raise MetricMissing(f"not reported by the objective, which reported: {', '.join(values)}")
         self.history.append({"epoch": epoch, **values})
         self.sink(epoch, values)
-        value = values[self.metric]
+        value = values.get(f"rung_{self.metric}", values[self.metric])
         if not math.isfinite(value):
             raise Diverged(step=-1, lr=values.get("lr", float("nan")), loss=value, epoch=epoch)
         if self.should_prune(epoch, value):

@@ -38,3 +38,12 @@ def test_non_finite_metric_is_divergence_not_a_value() -> None:
 def test_missing_metric_names_what_was_reported() -> None:
     with pytest.raises(MetricMissing, match="not reported by the objective, which reported: accuracy"):
         TrialReporter("val_acc").report(1, accuracy=0.5)
+
+
+def test_rung_value_is_what_the_pruner_judges() -> None:
+    checked = []
+    reporter = TrialReporter("val_acc", should_prune=lambda e, v: checked.append(v) or False)
+    reporter.report(1, val_acc=0.5, rung_val_acc=0.8)
+    reporter.report(2, val_acc=0.6)
+    assert checked == [0.8, 0.6]
+    assert reporter.history[0]["val_acc"] == 0.5  # the raw value is still recorded
