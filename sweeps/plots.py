@@ -163,7 +163,10 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
     shared = intersection_search_space(done)  # conditional params drop out, as in Optuna itself
     if len(shared) < 2:
         raise NothingToPlot(f"needs at least 2 params present in every completed trial, got {sorted(shared)}")
-    return optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    try:
+        return optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except RuntimeError as err:  # fANOVA: "zero total variance in all trees" when no param explains anything
+        raise NothingToPlot(f"fANOVA could not attribute the variance ({err})") from None
 
 
 def importances_figure(importances: Mapping[str, float], metric_name: str) -> Figure:

@@ -125,7 +125,10 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
         sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
     if aborted:
         tags["sweeps.error"] = aborted
-    result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep.plan.cfg)
+    try:
+        result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep.plan.cfg)
+    except Exception as err:  # a figure must never cost the sweep its summary or its final status
+        tags["sweeps.report_error"] = f"{type(err).__name__}: {err}"[:500]
     sweep.tracker.close_parent(status, metrics, tags)
     return result
 

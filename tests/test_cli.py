@@ -59,8 +59,11 @@ def test_run_then_resume_keeps_one_study_one_parent_and_a_child_per_trial(tmp_pa
         history = client.get_metric_history(run.info.run_id, "val_acc")
         assert [m.step for m in history] == sorted(trial.intermediate_values)
         assert [m.value for m in history] == pytest.approx([trial.intermediate_values[s] for s in sorted(trial.intermediate_values)])
-        if trial.state == TrialState.PRUNED:
+        if trial.state == TrialState.PRUNED and trial.user_attrs["sweeps.outcome"] == "pruned":
             assert run.data.tags["sweeps.pruned_at_epoch"] == str(max(trial.intermediate_values))
+        elif trial.state == TrialState.PRUNED:  # diverged, during the epoch after its last report
+            assert int(run.data.tags["sweeps.pruned_at_epoch"]) == max(trial.intermediate_values, default=0) + 1
+            assert "sweeps.diverged_at_step" in run.data.tags
         else:
             assert run.data.metrics["final_val_acc"] == pytest.approx(trial.value)
             assert len(history) == 9

@@ -133,8 +133,11 @@ def test_config_group_mirrors_the_defaults_and_composes() -> None:
     path = builtin_config_dir() / "diagnosis" / "default.yaml"
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     assert all("#" in line for line in lines)  # one commented line per key
-    assert Thresholds.from_mapping(OmegaConf.load(path)) == Thresholds()
-    assert Thresholds.from_mapping(compose_config(["+diagnosis=default", "diagnosis.rise_margin=0.1"]).diagnosis).rise_margin == 0.1
+    # explode_factor follows train.diverge_factor (the trainer's guard): one knob for both
+    assert OmegaConf.to_container(OmegaConf.load(path), resolve=False)["explode_factor"] == "${train.diverge_factor}"
+    assert Thresholds.from_mapping(compose_config([]).diagnosis) == Thresholds()
+    composed = compose_config(["diagnosis.rise_margin=0.1", "train.diverge_factor=20"]).diagnosis
+    assert Thresholds.from_mapping(composed).rise_margin == 0.1 and Thresholds.from_mapping(composed).explode_factor == 20
 
 
 def test_stricter_thresholds_change_the_verdict() -> None:

@@ -38,7 +38,7 @@ def test_same_seed_same_run_other_seed_other_run(compose) -> None:
     assert final_metrics(0)["val_loss"] != final_metrics(1)["val_loss"]
 
 
-def test_nan_loss_stops_at_once_with_step_and_lr(compose) -> None:
+def test_exploding_loss_stops_at_once_with_step_and_lr(compose) -> None:
     cfg = compose("train.optimizer=sgd", "train.lr=1e6", "train.warmup_frac=0.0", "train.epochs=3")
     task = make_task(cfg.objective)
     with pytest.raises(Diverged) as caught:
@@ -46,7 +46,14 @@ def test_nan_loss_stops_at_once_with_step_and_lr(compose) -> None:
     stop = caught.value
     assert stop.epoch == 1 and 0 <= stop.step < 23
     assert stop.lr == pytest.approx(1e6, rel=0.01)
-    assert not math.isfinite(stop.loss)
+    assert not math.isfinite(stop.loss) or stop.loss > 10 * math.log(10)  # NaN/inf, or 10x the first loss (~ln 10)
+
+
+def test_nan_stops_even_without_the_explosion_guard(compose) -> None:
+    cfg = compose("train.optimizer=sgd", "train.lr=1e6", "train.warmup_frac=0.0", "train.epochs=3", "train.diverge_factor=null")
+    with pytest.raises(Diverged) as caught:
+        train(make_task(cfg.objective), cfg.train, recording_reporter("val_acc"))
+    assert not math.isfinite(caught.value.loss)
 
 
 def test_gradient_clipping_bounds_the_update(compose) -> None:
