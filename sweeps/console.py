@@ -95,7 +95,7 @@ def best_config_yaml(config) -> str:
 
 
 def _row(trial: FrozenTrial, param_names: list[str]) -> list[str]:
-    epochs = max(trial.intermediate_values, default=0)
+    epochs = trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0))
     values = [_format(trial.params.get(name, "")) for name in param_names]
     return [str(trial.number), _format(trial.value), str(epochs), *values, trial.user_attrs.get("diagnosis", "")]
 
@@ -122,7 +122,7 @@ def status_rows(study: optuna.Study) -> list[dict]:
                 "state": trial.state.name,
                 "outcome": trial.user_attrs.get(OUTCOME_ATTR, trial.state.name.lower()),
                 "value": trial.value,
-                "epochs": max(trial.intermediate_values, default=0),
+                "epochs": trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0)),
                 "params": dict(trial.params),
                 "diagnosis": trial.user_attrs.get("diagnosis"),
                 "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),

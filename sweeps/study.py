@@ -120,6 +120,25 @@ def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
     )
 
 
+def report_epochs(cfg: DictConfig) -> frozenset[int]:
+    """Epochs at which a trial reports to the study: where its pruner reads, never the last epoch.
+
+    Hyperband compares trials only at its rungs (``min_resource · reduction_factor^k``, the union
+    over brackets); the median pruner reads every epoch after its warm-up. Each report is a storage
+    round-trip, and a rung at the last epoch could only mark a finished trial PRUNED. With no
+    pruner, every epoch is recorded (no pruning check) so the intermediate-values plot has curves.
+    """
+    epochs = int(cfg.train.epochs)
+    if cfg.sweep.pruner == "hyperband":
+        hyperband = cfg.sweep.hyperband
+        rungs, rung = set(), int(hyperband.min_resource)
+        while rung < epochs:
+            rungs.add(rung)
+            rung *= int(hyperband.reduction_factor)
+        return frozenset(rungs)
+    return frozenset(range(1, epochs))
+
+
 def counts_toward_total(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True

@@ -68,6 +68,34 @@ def check_tracking(uri: str) -> None:
         raise ConfigError("tracking.uri", uri, "unsupported scheme", "sqlite:///mlflow.db, http://host:5000, postgresql://..., a folder")
 
 
+class MetricBuffer:
+    """Metrics of one run, written in as few ``log_batch`` calls as possible.
+
+    An SQL store commits every call (13 ms each on SQLite here, more than an epoch of a small
+    model), so epochs are buffered and flushed every ``flush_seconds`` (the MLflow UI is at most
+    that far behind), when MLflow's 1000-metric batch limit is reached, and when the run ends.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float = 5.0) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, step: int, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(float(value)))
+        if len(self.pending) >= MAX_METRICS_PER_BATCH or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:MAX_METRICS_PER_BATCH], self.pending[MAX_METRICS_PER_BATCH:]
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        self.last_flush = time.monotonic()
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (MLflow params are flat)."""
     flat: dict[str, Any] = {}
@@ -163,12 +191,6 @@ class SweepTracker:
         batch = [Metric(key, float(value), now, step) for step, metrics in history for key, value in metrics.items() if math.isfinite(value)]
         for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
-
-    def log_steps(self, run_id: str, first_step: int, losses: list[float], lrs: list[float]) -> None:
-        """Per-step ``train_loss_step`` and ``lr_step`` (step = optimizer step), one batch per epoch."""
-        self.log_metric_history(
-            run_id, ((first_step + i, {"train_loss_step": loss, "lr_step": lr}) for i, (loss, lr) in enumerate(zip(losses, lrs)))
-        )
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]

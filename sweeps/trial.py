@@ -20,8 +20,8 @@ from sweeps.diagnosis import Curves, Thresholds, diagnose
 from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
-from sweeps.study import OUTCOME_ATTR
-from sweeps.tracking import SweepTracker, flatten
+from sweeps.study import OUTCOME_ATTR, report_epochs
+from sweeps.tracking import MetricBuffer, SweepTracker, flatten
 
 Objective = Callable[[DictConfig, Reporter], float]
 RUN_ID_ATTR = "mlflow_run_id"
@@ -39,19 +39,25 @@ class TrialRunner:
         self.metric = str(cfg.sweep.metric)
         self.thresholds = Thresholds.from_mapping(cfg.get("diagnosis") or {})
         self.log_steps = bool(cfg.tracking.get("log_steps", False))
+        self.flush_seconds = float(cfg.tracking.get("flush_seconds", 5.0))
+        self.report_epochs = report_epochs(cfg)
+        self.pruner_reads = str(cfg.sweep.pruner) != "none"
         self.aborted: str | None = None  # why the whole sweep must stop (no other trial would do better)
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial_cfg = apply_params(self.cfg, self.space.sample(trial))
         run_id = self.tracker.start_trial(trial.number, self._params(trial, trial_cfg), {"sweeps.metric": self.metric})
         trial.set_user_attr(RUN_ID_ATTR, run_id)
+        self.buffer = MetricBuffer(self.tracker.client, run_id, self.flush_seconds)
         reporter = TrialReporter(
             metric=self.metric,
             should_prune=lambda epoch, value: self._should_prune(trial, epoch, value),
-            sink=lambda epoch, metrics: self.tracker.log_metrics(run_id, epoch, metrics),
+            sink=self.buffer.add,
             stop_requested=lambda: self.stop.name or None,
-            step_sink=(lambda first, losses, lrs: self.tracker.log_steps(run_id, first, losses, lrs)) if self.log_steps else None,
+            step_sink=self._log_steps if self.log_steps else None,
         )
+        reporter.rung_epochs = self.report_epochs  # where rung evaluation (cooldown/averaged) is worth it
+        self.reporter = reporter
         try:
             value = float(self.objective(trial_cfg, reporter))
         except Pruned as stop:
@@ -98,8 +104,7 @@ class TrialRunner:
         )
         found = diagnose(curves, self.thresholds)
         trial.set_user_attr("diagnosis", found.verdict)
-        trial.set_user_attr("diagnosis_evidence", {k: float(v) for k, v in found.evidence.items()})
-        trial.set_user_attr("diagnosis_advice", found.advice)
+        trial.set_user_attr("diagnosis_detail", {"evidence": {k: float(v) for k, v in found.evidence.items()}, "advice": found.advice})
         return {"diagnosis": found.verdict, "diagnosis.evidence": found.evidence_text(), "diagnosis.advice": found.advice[:500]}
 
     def _interrupted(self, trial: optuna.Trial, run_id: str, reason: str) -> None:
@@ -108,8 +113,15 @@ class TrialRunner:
         self._end(trial, run_id, "interrupted", {"sweeps.error": f"{reason}; re-queued"})
 
     def _should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
+        """Report to the study only where its pruner reads (each call is a storage round-trip)."""
+        if epoch not in self.report_epochs:
+            return False
         trial.report(value, epoch)
-        return trial.should_prune()
+        return self.pruner_reads and trial.should_prune()
+
+    def _log_steps(self, first_step: int, losses: list[float], lrs: list[float]) -> None:
+        for i, (loss, lr) in enumerate(zip(losses, lrs)):
+            self.buffer.add(first_step + i, {"train_loss_step": loss, "lr_step": lr})
 
     def _params(self, trial: optuna.Trial, trial_cfg: DictConfig) -> dict[str, Any]:
         """Optuna's params as drawn, plus the full trial config as applied (``train.lr``, ...)."""
@@ -121,10 +133,12 @@ class TrialRunner:
         self, trial: optuna.Trial, run_id: str, outcome: str, tags: dict[str, str], error_text: str | None = None, metrics: dict[str, float] | None = None
     ) -> None:
         trial.set_user_attr(OUTCOME_ATTR, outcome)
+        trial.set_user_attr("epochs", self.reporter.last_epoch)
         if "sweeps.error" in tags:
             trial.set_user_attr("error", tags["sweeps.error"])
         if error_text:
             self.tracker.log_text(run_id, error_text, "error.txt")
+        self.buffer.flush()
         self.tracker.end_trial(run_id, outcome, tags, metrics)
 
 
