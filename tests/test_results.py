@@ -108,3 +108,43 @@ def test_plots_on_the_parent_run(finished_study) -> None:
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
     for name in ("optimization_history", "param_importances", "parallel_coordinates", "intermediate_values", "lr_vs_metric"):
         assert f"plots/{name}.png" in files and f"plots/{name}.html" in files
+
+
+def test_ui_serves_the_local_store_on_localhost(finished_study, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.conftest import REPO_ROOT
+    from tests.test_topology import free_port
+
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", "ui", "--port", str(port), *store_overrides(tmp_path)[1:]], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:
+        assert f"MLflow UI: http://127.0.0.1:{port}" in ui.stdout.readline()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow UI did not come up")
+        experiments = requests.get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "res"}, timeout=5)
+        assert experiments.ok and experiments.json()["experiment"]["name"] == "res"
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
+
+
+def test_ui_points_at_a_tracking_server(tmp_path: Path) -> None:
+    done = run_cli("ui", "tracking.uri=http://10.0.0.7:5000", cwd=tmp_path)
+    assert done.returncode == 0 and "MLflow UI: http://10.0.0.7:5000" in done.stdout
