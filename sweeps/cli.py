@@ -143,6 +143,18 @@ def _open_study_config(args: Optional[list[str]], config_dir: Optional[str]):
     return optuna.load_study(study_name=str(cfg.sweep.study_name), storage=str(cfg.storage.url)), cfg
 
 
+def _open_parent_run(args: Optional[list[str]], config_dir: Optional[str]):
+    """The study, its config, its tracker and its parent run id (which must exist)."""
+    from sweeps.tracking import SweepTracker
+
+    study, cfg = _open_study_config(args, config_dir)
+    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    parent = tracker.find_parent()
+    if parent is None:
+        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    return study, cfg, tracker, parent
+
+
 @app.command(context_settings=EXTRA_ARGS)
 def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(False, "--json", help="Machine-readable output"), config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Trials of a study (also while it runs): state, value, params, epochs, diagnosis; counts; best."""
@@ -283,13 +295,8 @@ def reproduce(
 def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Redraw the study's plots on its parent MLflow run (also while it runs)."""
     from sweeps.report import publish_report
-    from sweeps.tracking import SweepTracker
 
-    study, cfg = _open_study_config(args, config_dir)
-    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
-    parent = tracker.find_parent()
-    if parent is None:
-        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    study, cfg, tracker, parent = _open_parent_run(args, config_dir)
     written = publish_report(study, tracker, parent, cfg)
     plots = written.plots
     print(f"wrote {len(plots.paths())} files to run {parent} (plots/, diagnosis/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
@@ -301,13 +308,8 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
     from rich.markdown import Markdown
 
     from sweeps.report import publish_report
-    from sweeps.tracking import SweepTracker
 
-    study, cfg = _open_study_config(args, config_dir)
-    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
-    parent = tracker.find_parent()
-    if parent is None:
-        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    study, cfg, tracker, parent = _open_parent_run(args, config_dir)
     found = publish_report(study, tracker, parent, cfg).diagnosis
     if found is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no diagnosed trial with an lr parameter")

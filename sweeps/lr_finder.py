@@ -265,15 +265,13 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     is safe in worker threads. The y range tops out at the smoothed curve's maximum, so an exploding
     raw loss does not flatten the interesting part.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from sweeps.figures import new_figure, save_figure
 
     lrs = np.asarray(result.lrs, dtype=float)
     raw, smooth = (np.where(np.isfinite(v), v, np.nan) for v in (np.asarray(result.losses, dtype=float),
                                                                 np.asarray(result.smoothed, dtype=float)))
 
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
+    fig = new_figure(7, 4.5)
     ax = fig.add_subplot()
     ax.plot(lrs, raw, color="tab:gray", alpha=0.3, linewidth=1, label="loss (raw)")
     ax.plot(lrs, smooth, color="tab:blue", linewidth=2, label="loss (smoothed)")
@@ -294,12 +292,7 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     ax.set_ylabel("training loss")
     ax.set_title(f"LR range test: {result.stop_reason} after {result.steps_run} steps")
     ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=100)
-    return out
+    return save_figure(fig, path)
 
 
 def search_bounds(suggestion: Suggestion, low_div: float = 10.0, high_div: float = 2.0) -> tuple[float, float]:

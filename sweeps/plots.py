@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import optuna
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -38,6 +37,7 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.figures import new_figure, save_figure
 from sweeps.study import OUTCOME_ATTR
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def write_study_plots(study: optuna.Study, folder: str | Path, metric_name: str 
     result = PlotSet()
     for name, make in draw.items():
         try:
-            result.files[name] = _save(make(), out / f"{name}.png")
+            result.files[name] = save_figure(make(), out / f"{name}.png")
         except NothingToPlot as why:
             result.skipped[name] = str(why)
     _write_html(study, trials, out, metric_name, lr_param, result)
@@ -117,17 +117,6 @@ def completed(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
 
 
-def _new_figure(width: float = 8.0, height: float = 5.0) -> Figure:
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
 def _label(metric_name: str, direction: StudyDirection) -> str:
     return f"{metric_name} ({'max' if direction == StudyDirection.MAXIMIZE else 'min'}imize)"
 
@@ -140,7 +129,7 @@ def history_figure(trials: Sequence[FrozenTrial], direction: StudyDirection, met
     numbers = [t.number for t in done]
     values = np.array([t.value for t in done])
     best = (np.maximum if direction == StudyDirection.MAXIMIZE else np.minimum).accumulate(values)
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.scatter(numbers, values, color="tab:blue", s=22, label=f"completed trial ({len(done)})")
     ax.step(numbers, best, where="post", color="tab:red", linewidth=1.8, label=f"best so far: {best[-1]:.4g}")
@@ -173,7 +162,7 @@ def importances_figure(importances: Mapping[str, float], metric_name: str) -> Fi
     """Horizontal bars, most important on top."""
     names = list(importances)[::-1]
     values = [importances[n] for n in names]
-    fig = _new_figure(7.0, 1.2 + 0.45 * len(names))
+    fig = new_figure(7.0, 1.2 + 0.45 * len(names))
     ax = fig.add_subplot()
     bars = ax.barh(names, values, color="tab:blue")
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize="small")
@@ -221,7 +210,7 @@ def parallel_coordinates_figure(trials: Sequence[FrozenTrial], direction: StudyD
     value_pos = (values - low) / ((high - low) or 1.0)
     axes.append((value_pos, [(p, f"{v:.4g}") for p, v in zip((0.0, 0.5, 1.0), np.linspace(low, high, 3))]))
 
-    fig = _new_figure(max(8.0, 1.6 * (len(names) + 1)), 5.0)
+    fig = new_figure(max(8.0, 1.6 * (len(names) + 1)), 5.0)
     ax = fig.add_subplot()
     cmap = colormaps["viridis" if maximize else "viridis_r"]  # the best trial is always yellow
     norm = Normalize(low, high if high > low else low + 1)
@@ -252,7 +241,7 @@ def intermediate_values_figure(trials: Sequence[FrozenTrial], metric_name: str) 
     curves = [(t, steps, values) for t, steps, values in curves if steps]
     if not curves:
         raise NothingToPlot(f"no trial reported intermediate values (of {len(trials)})")
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     counts = Counter(outcome(t) for t, _, _ in curves)
     for t, steps, values in sorted(curves, key=lambda c: outcome(c[0]) == "complete"):  # complete on top
@@ -298,7 +287,7 @@ def lr_points(trials: Sequence[FrozenTrial], lr_param: str = "lr") -> list[LrPoi
 
 def lr_figure(points: Sequence[LrPoint], direction: StudyDirection, metric_name: str, lr_param: str = "lr") -> Figure:
     """Value against LR (log x): completed dots, pruned at their last reported value, diverged along the bottom."""
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for kind, marker, label in (("complete", "o", "complete: final value"), ("pruned", "v", "pruned: last reported value")):
         group = [p for p in points if p.outcome == kind]

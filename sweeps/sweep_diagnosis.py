@@ -155,12 +155,10 @@ def plot_sweep_diagnosis(rows: Iterable[Sequence], report: SweepDiagnosis, path:
 
     matplotlib's object API on the Agg canvas: no display and no pyplot global state.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from sweeps.figures import new_figure, save_figure
 
     trials = [TrialRow(int(n), float(lr), v, str(verdict)) for n, lr, v, verdict in rows]
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
+    fig = new_figure(7, 4.5)
     ax = fig.add_subplot()
     ax.set_xscale("log")
     for verdict in report.counts:
@@ -182,11 +180,7 @@ def plot_sweep_diagnosis(rows: Iterable[Sequence], report: SweepDiagnosis, path:
     ax.set_ylabel(f"final value ({report.direction})")
     ax.set_title(f"LR sweep: {report.n_trials} trials by verdict")
     ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=100)
-    return out
+    return save_figure(fig, path)
 
 
 def _fmt(lr: float) -> str:
