@@ -7,6 +7,11 @@ objective without a second training loop.
 
 Data is small and lives on the device for the whole run (no DataLoader, no host→device copies per
 step); batches are index slices of a seeded permutation.
+
+What the pruner judges at a rung is ``train.rung_eval`` (``sweeps/rung_eval.py``): the live model
+(``raw``), a cooled-down copy (``cooldown``) or an average of the weights (``averaged``). The trainer
+only calls the chosen evaluator after each step and at each epoch's end; the trial's own trajectory
+is the same under all three.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import nn
 from sweeps.diagnosis import loss_exploded
 from sweeps.optimizers import build_optimizer, set_train_mode
 from sweeps.reporter import Diverged, Reporter
+from sweeps.rung_eval import TrainerHooks, make_rung_evaluator
 from sweeps.schedules import apply_lr, build_schedule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -103,6 +109,21 @@ def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) 
     return metrics
 
 
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, batch: Batch, lr: float, grad_clip: float | None
+) -> torch.Tensor:
+    """One optimizer step at ``lr``: write the LR, forward, backward, clip, step. Returns the loss."""
+    inputs, targets = batch
+    apply_lr(optimizer, lr)
+    loss = task.loss_fn(model(inputs), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
+    optimizer.step()
+    return loss
+
+
 def _record_steps(reporter: Reporter, result: TrainResult, start: int) -> None:
     """Hand the epoch's per-step losses and LRs to reporters that keep them (for the diagnosis)."""
     record = getattr(reporter, "record_steps", None)
@@ -115,7 +136,9 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
 
     Raises ``Diverged`` at the first training loss that is NaN/inf or above ``train.diverge_factor``
     times the first step's loss, and whatever the reporter raises (``Pruned``) when the study stops
-    the trial.
+    the trial. With ``train.rung_eval`` other than ``raw`` the reports also carry ``rung_val_acc`` /
+    ``rung_val_loss`` (what the pruner judges) and, for ``cooldown``, its extra steps and
+    ``cost_epochs`` (``sweeps/rung_eval.py``); ``ConfigError`` for a bad ``rung_eval`` setting.
     """
     device = resolve_device(str(train_cfg.get("device", "auto")))
     if device.type == "cpu":
@@ -134,6 +157,13 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     grad_clip = train_cfg.get("grad_clip")
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(metrics={}, model=model)
+    hooks = TrainerHooks(
+        train_step=lambda m, opt, batch, lr: train_step(m, opt, task, batch, lr, grad_clip),
+        evaluate=lambda m: evaluate(m, task, val_data),
+        epoch_batches=lambda gen: batches(train_data, batch_size, gen),
+    )
+    # Duck-typed: a sweep's reporter knows where its pruner reads; None = every epoch but the last.
+    rungs = make_rung_evaluator(train_cfg, model, optimizer, hooks, getattr(reporter, "rung_epochs", None), epochs, steps_per_epoch)
 
     diverge_factor = float(train_cfg.get("diverge_factor") or math.inf)
     step = epoch_start = 0
@@ -141,15 +171,10 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
         model.train()
         set_train_mode(optimizer, True)
         epoch_loss = 0.0
-        for inputs, targets in batches(train_data, batch_size, generator):
+        for batch in batches(train_data, batch_size, generator):
             lr = schedule(step)
-            apply_lr(optimizer, lr)
-            loss = task.loss_fn(model(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
-            optimizer.step()
+            loss = train_step(model, optimizer, task, batch, lr, grad_clip)
+            rungs.after_step(model)
             loss_value = loss.item()  # a CPU-GPU sync point, paid once per step for the divergence guard
             result.step_losses.append(loss_value)
             result.step_lrs.append(lr)
@@ -160,6 +185,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
             step += 1
         set_train_mode(optimizer, False)  # schedule-free: evaluate at the averaged point
         metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(model, task, val_data), "lr": lr}
+        metrics.update(rungs.epoch_metrics(epoch, step, lr))  # after the live evaluation; never changes the live model
         result.metrics = metrics
         _record_steps(reporter, result, epoch_start)
         epoch_start = step
