@@ -81,7 +81,7 @@ def range_test_table(report) -> Table:
     table.add_row("steepest", _format(s.steepest), "loss falls fastest per decade: a safe, productive LR")
     table.add_row("min loss", _format(s.min_loss), "lowest smoothed loss: usually too high to train at")
     table.add_row("edge", _format(s.edge), "loss explodes here" if s.diverged else "never diverged: a lower bound of the edge")
-    table.add_row("search", f"{report.low:.3g} – {report.high:.3g}", "search.lr bounds from the rule [steepest/low_div, edge/high_div]")
+    table.add_row("search", f"{report.low:.3g} – {report.high:.3g}", "search.lr bounds from the rule [steepest/low_div, high_from/high_div]")
     return table
 
 

@@ -70,7 +70,7 @@ def run_range_test(cfg: DictConfig) -> RangeTestReport:
         beta=float(settings.smooth_beta),
         diverge_factor=float(settings.diverge_factor),
     )
-    low, high = search_bounds(result.suggestion, float(settings.low_div), float(settings.high_div))
+    low, high = search_bounds(result.suggestion, float(settings.low_div), float(settings.high_div), str(settings.get("high_from", "min_loss")))
     return RangeTestReport(result, low, high)
 
 

@@ -24,7 +24,7 @@ def test_range_test_on_real_objectives_brackets_a_good_lr(compose, objective: st
     assert result.lrs[0] == pytest.approx(1e-6)
     assert suggestion.steepest < suggestion.edge
     assert report.low < best_lr < report.high
-    assert report.low == pytest.approx(suggestion.steepest / 10) and report.high == pytest.approx(suggestion.edge / 2)
+    assert report.low == pytest.approx(suggestion.steepest / 10) and report.high == pytest.approx(suggestion.min_loss)
 
 
 def test_range_test_is_recorded_as_an_mlflow_run(compose, tmp_path: Path) -> None:
@@ -88,3 +88,15 @@ def test_schedule_search_samples_each_schedules_knobs_only_for_it(compose, tmp_p
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.data.params["train.schedule"] == schedule
     assert len({t.params["schedule"] for t in result.study.trials}) >= 3
+
+
+def test_search_bounds_rules() -> None:
+    from sweeps.errors import ConfigError
+    from sweeps.lr_finder import Suggestion, search_bounds
+
+    s = Suggestion(steepest=0.02, min_loss=0.2, edge=0.9, diverged=True)
+    assert search_bounds(s) == pytest.approx((0.002, 0.2))
+    assert search_bounds(s, 10, 2, "edge") == pytest.approx((0.002, 0.45))
+    assert search_bounds(Suggestion(None, 0.2, 0.9, True)) == pytest.approx((0.002, 0.2))  # two decades below
+    with pytest.raises(ConfigError, match="lr_find.high_from='peak'"):
+        search_bounds(s, high_from="peak")
