@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from sweeps.errors import ConfigError
+from sweeps.study import pruning_epochs
 from sweeps.schedules import DECAY_SHAPES, Schedule, warmup_stable_decay
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -52,28 +53,7 @@ SCHEDULE_FREE = "schedule_free"
 # Pure pieces.
 
 
-def rung_epochs_for(cfg: Any) -> frozenset[int]:
-    """Epochs at which the configured pruner judges a trial, the last epoch excluded.
-
-    Hyperband: the union over its brackets of ``min_resource · reduction_factor^k`` (bracket ``i``'s
-    rungs start at ``k = i``, so the union is every ``k >= 0``; ``sweeps.preview.hyperband_brackets``)
-    below ``train.epochs``. Median: every epoch from ``sweep.median.n_warmup_steps`` on (Optuna's
-    ``PercentilePruner`` skips steps below it). None: no epoch, so ``cooldown`` costs nothing.
-    A rung at the last epoch is never evaluated: the trial has finished its own schedule there.
-    """
-    epochs = int(cfg.train.epochs)
-    pruner = str(cfg.sweep.pruner)
-    if pruner == "hyperband":
-        rungs, rung = set(), int(cfg.sweep.hyperband.min_resource)
-        while rung < epochs:
-            rungs.add(rung)
-            rung *= int(cfg.sweep.hyperband.reduction_factor)
-        return frozenset(rungs)
-    if pruner == "median":
-        return frozenset(range(max(1, int(cfg.sweep.median.get("n_warmup_steps", 0))), epochs))
-    if pruner == "none":
-        return frozenset()
-    raise ConfigError("sweep.pruner", pruner, "unknown pruner", "hyperband, median, none")
+rung_epochs_for = pruning_epochs  # where a rung value is worth computing: where the pruner reads
 
 
 def cooldown_steps(steps_so_far: int, cooldown_frac: float) -> int:

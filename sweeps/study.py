@@ -120,23 +120,36 @@ def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
     )
 
 
-def report_epochs(cfg: DictConfig) -> frozenset[int]:
-    """Epochs at which a trial reports to the study: where its pruner reads, never the last epoch.
+def pruning_epochs(cfg: DictConfig) -> frozenset[int]:
+    """Epochs at which the configured pruner judges a trial, the last epoch excluded.
 
-    Hyperband compares trials only at its rungs (``min_resource · reduction_factor^k``, the union
-    over brackets); the median pruner reads every epoch after its warm-up. Each report is a storage
-    round-trip, and a rung at the last epoch could only mark a finished trial PRUNED. With no
-    pruner, every epoch is recorded (no pruning check) so the intermediate-values plot has curves.
+    Hyperband: the union over its brackets of ``min_resource · reduction_factor^k`` below
+    ``train.epochs`` (bracket ``i``'s rungs start at ``k = i``; ``sweeps.preview.hyperband_brackets``).
+    Median: every epoch from ``sweep.median.n_warmup_steps`` on. None: no epoch. A rung at the last
+    epoch is never used: it could only mark a trial that finished its schedule PRUNED.
     """
     epochs = int(cfg.train.epochs)
-    if cfg.sweep.pruner == "hyperband":
-        hyperband = cfg.sweep.hyperband
-        rungs, rung = set(), int(hyperband.min_resource)
+    pruner = str(cfg.sweep.pruner)
+    if pruner == "hyperband":
+        rungs, rung = set(), int(cfg.sweep.hyperband.min_resource)
         while rung < epochs:
             rungs.add(rung)
-            rung *= int(hyperband.reduction_factor)
+            rung *= int(cfg.sweep.hyperband.reduction_factor)
         return frozenset(rungs)
-    return frozenset(range(1, epochs))
+    if pruner == "median":
+        return frozenset(range(max(1, int(cfg.sweep.median.get("n_warmup_steps", 0))), epochs))
+    if pruner == "none":
+        return frozenset()
+    raise ConfigError("sweep.pruner", pruner, "unknown pruner", "hyperband, median, none")
+
+
+def report_epochs(cfg: DictConfig) -> frozenset[int]:
+    """Epochs at which a trial reports to the study: where its pruner reads (each report is a
+    storage round-trip); with no pruner, every epoch but the last, so the intermediate-values plot
+    has curves."""
+    if str(cfg.sweep.pruner) == "none":
+        return frozenset(range(1, int(cfg.train.epochs)))
+    return pruning_epochs(cfg)
 
 
 def counts_toward_total(trial: FrozenTrial) -> bool:

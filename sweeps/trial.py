@@ -20,7 +20,7 @@ from sweeps.diagnosis import Curves, Thresholds, diagnose
 from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
-from sweeps.study import OUTCOME_ATTR, report_epochs
+from sweeps.study import OUTCOME_ATTR, pruning_epochs, report_epochs
 from sweeps.tracking import MetricBuffer, SweepTracker, flatten
 
 Objective = Callable[[DictConfig, Reporter], float]
@@ -41,6 +41,7 @@ class TrialRunner:
         self.log_steps = bool(cfg.tracking.get("log_steps", False))
         self.flush_seconds = float(cfg.tracking.get("flush_seconds", 5.0))
         self.report_epochs = report_epochs(cfg)
+        self.pruning_epochs = pruning_epochs(cfg)
         self.pruner_reads = str(cfg.sweep.pruner) != "none"
         self.aborted: str | None = None  # why the whole sweep must stop (no other trial would do better)
 
@@ -56,7 +57,7 @@ class TrialRunner:
             stop_requested=lambda: self.stop.name or None,
             step_sink=self._log_steps if self.log_steps else None,
         )
-        reporter.rung_epochs = self.report_epochs  # where rung evaluation (cooldown/averaged) is worth it
+        reporter.rung_epochs = self.pruning_epochs  # where rung evaluation (cooldown/averaged) is worth it
         self.reporter = reporter
         try:
             value = float(self.objective(trial_cfg, reporter))
