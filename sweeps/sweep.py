@@ -24,6 +24,7 @@ from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
+from sweeps.rung_eval import check_rung_eval
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
@@ -78,6 +79,7 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
         space.grid()
     objective = load_objective(cfg)
     Thresholds.from_mapping(cfg.get("diagnosis") or {})
+    check_rung_eval(cfg.train)  # a bad value must stop the sweep here, not fail its first trial
     if cfg.lr_find.enabled:
         if not any(p.name == "lr" and p.target == "train.lr" for p in space.params):
             raise ConfigError("lr_find", "auto", "seeds search.lr (setting train.lr), which this search space lacks")

@@ -201,3 +201,11 @@ def test_rung_epochs_for_the_configured_pruner(overrides: tuple[str, ...], expec
 def test_no_rung_metric_is_ever_nan_on_a_healthy_run() -> None:
     _, reporter = run("digits_mlp", {1, 2}, "train.schedule=wsd", "train.epochs=3", "train.rung_eval=cooldown")
     assert all(math.isfinite(v) for h in reporter.history for v in h.values())
+
+
+def test_bad_rung_eval_stops_the_sweep_before_anything_is_written(compose, tmp_path) -> None:
+    from sweeps.sweep import plan_sweep
+
+    with pytest.raises(ConfigError, match="train.rung_eval='cool': unknown rung evaluation"):
+        plan_sweep(compose("train.rung_eval=cool"))
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
