@@ -66,7 +66,7 @@ def machine() -> dict[str, Any]:
 def quiet() -> None:
     """Silence Optuna's per-trial INFO lines and MLflow's warnings: the tables are the output."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
+    importlib.import_module("mlflow")  # configures its loggers on import: quiet them after
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -190,11 +190,11 @@ def fit_weights(points: np.ndarray, finals: np.ndarray) -> tuple[np.ndarray, flo
     grid is scored by the mean |final val_acc − its nearest other config's| over the table; the best
     one is used. Returns (weights, its LOO error, the equal-weights LOO error).
     """
-    grid = [1.0, 2.0, 4.0]  # relative weights, the first parameter (lr) up to 8x
     n = points.shape[1]
     gaps = (points[:, None, :] - points[None, :, :]) ** 2
     best, scores = None, {}
-    candidates = [np.array(w) for w in np.array(np.meshgrid(*[[1.0, 2.0, 4.0, 8.0]] + [grid] * (n - 1))).T.reshape(-1, n)]
+    levels = [[1.0, 2.0, 4.0, 8.0]] + [[1.0, 2.0, 4.0]] * (n - 1)  # relative weights; the first parameter (lr) up to 8x
+    candidates = np.array(np.meshgrid(*levels)).T.reshape(-1, n)
     for w in candidates:
         distance = (gaps * w**2).sum(axis=2)
         np.fill_diagonal(distance, np.inf)
@@ -516,6 +516,7 @@ def main() -> None:
         results["objectives"][objective] = {
             "reference_best": curves.reference,
             "target": 0.99 * curves.reference,
+            "targets": curves.targets,
             "n_configs": len(curves.configs),
             "lookup_weights": dict(zip([p.name for p in curves.space.params], curves.weights.tolist())),
             "lookup_loo_error": {"weighted": curves.loo_error, "equal": curves.loo_error_unweighted},

@@ -294,7 +294,7 @@ def part_b(args) -> dict[str, Any]:
         rows.append([label, 1e3 * a["all_in_epoch_s"]["median"], f"{a['all_in_over_bare']['median']:.2f}× [{a['all_in_over_bare']['q1']:.2f}–{a['all_in_over_bare']['q3']:.2f}]",
                      1e3 * a["marginal_epoch_s"]["median"], f"{a['marginal_over_bare']['median']:.2f}× [{a['marginal_over_bare']['q1']:.2f}–{a['marginal_over_bare']['q3']:.2f}]",
                      fmt(a["open_s"]["median"]), fmt(a["close_s"]["median"]), f"{a['with_open_close_over_bare']['median']:.2f}×"])
-    table(f"(b) digits_mlp: all-in epoch ÷ bare epoch (target ≤ 1.2×)",
+    table("(b) digits_mlp: all-in epoch ÷ bare epoch (target ≤ 1.2×)",
           ["arm", "per trial of 9: ms / epoch", "÷ bare [IQR]", f"marginal (9→{long_} ep): ms / epoch", "÷ bare [IQR]", "open sweep s", "close sweep s",
            f"whole sweep of {trials} ÷ bare"], rows,
           caption=(f"per trial of 9: sweep of {trials} identical trials, (trial walls summed) ÷ ({trials}×9) epochs, includes trial creation, runs, "
