@@ -163,7 +163,9 @@ def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(
     from sweeps.console import status_rows, status_table
 
     study, cfg = _open_study_config(args, config_dir)
-    rows = status_rows(study)
+    from sweeps.space import parse_search_space
+
+    rows = status_rows(study, parse_search_space(cfg))
     if as_json:
         best = next((r for r in rows if r["best"]), None)
         print(json.dumps({"study": study.study_name, "n_trials": int(cfg.sweep.n_trials), "trials": rows, "best": best}, indent=1, default=str))
@@ -372,7 +374,7 @@ def _print_results(console: Console, plan, result) -> None:
     from sweeps.sweep import best_config
 
     cfg = plan.cfg
-    console.print(trials_table(result.study, [p.name for p in plan.space.params], str(cfg.sweep.metric)))
+    console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))
     console.print(f"trials: {counts_line(result.study)}")
     best = result.best
     if best is None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sweeps.space import SearchSpace
 from sweeps.study import OUTCOME_ATTR, counts_toward_total
 
 
@@ -57,16 +58,25 @@ class SweepProgress:
         self.on_trial_end(study, None)  # type: ignore[arg-type]
 
 
-def trials_table(study: optuna.Study, param_names: list[str], metric: str, top: int = 10) -> Table:
+def applied_params(trial: FrozenTrial, space: SearchSpace | None) -> dict:
+    """The values the trial trained with, by param name (a ``zero_prob`` draw below ``low`` is 0)."""
+    if space is None:
+        return dict(trial.params)
+    by_name = {p.name: p for p in space.params}
+    return {name: by_name[name].applied_value(raw) if name in by_name else raw for name, raw in trial.params.items()}
+
+
+def trials_table(study: optuna.Study, space: SearchSpace, metric: str, top: int = 10) -> Table:
     """The top ``top`` completed trials by value, with their sampled params."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     trials = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.RUNNING]
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, reverse=maximize)
     table = Table(title=f"top trials of {study.study_name} by {metric}")
+    param_names = [p.name for p in space.params]
     for column in ("#", metric, "epochs", *param_names, "diagnosis"):
         table.add_column(column, justify="left" if column == "diagnosis" else "right")
     for trial in complete[:top]:
-        table.add_row(*_row(trial, param_names))
+        table.add_row(*_row(trial, param_names, space))
     return table
 
 
@@ -94,9 +104,10 @@ def best_config_yaml(config) -> str:
     return OmegaConf.to_yaml(OmegaConf.masked_copy(config, ["train", "objective"]), resolve=True)
 
 
-def _row(trial: FrozenTrial, param_names: list[str]) -> list[str]:
+def _row(trial: FrozenTrial, param_names: list[str], space: SearchSpace) -> list[str]:
     epochs = trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0))
-    values = [_format(trial.params.get(name, "")) for name in param_names]
+    applied = applied_params(trial, space)
+    values = [_format(applied.get(name, "")) for name in param_names]
     return [str(trial.number), _format(trial.value), str(epochs), *values, trial.user_attrs.get("diagnosis", "")]
 
 
@@ -108,8 +119,9 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def status_rows(study: optuna.Study) -> list[dict]:
-    """One dict per trial: what ``sweeps status`` shows (and prints as JSON)."""
+def status_rows(study: optuna.Study, space: SearchSpace | None = None) -> list[dict]:
+    """One dict per trial: what ``sweeps status`` shows (and prints as JSON): ``params`` as applied
+    (what the trial trained with), ``raw_params`` as Optuna recorded them."""
     try:
         best_number = study.best_trial.number
     except ValueError:
@@ -123,7 +135,8 @@ def status_rows(study: optuna.Study) -> list[dict]:
                 "outcome": trial.user_attrs.get(OUTCOME_ATTR, trial.state.name.lower()),
                 "value": trial.value,
                 "epochs": trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0)),
-                "params": dict(trial.params),
+                "params": applied_params(trial, space),
+                "raw_params": dict(trial.params),
                 "diagnosis": trial.user_attrs.get("diagnosis"),
                 "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
                 "best": trial.number == best_number,
