@@ -10,6 +10,8 @@ import importlib
 import json
 import logging
 import math
+
+import optuna
 import os
 import platform
 import shlex
@@ -123,8 +125,7 @@ def train_config(cfg, space, raw: dict[str, Any]) -> dict[str, Any]:
     from sweeps.reporter import Diverged, recording_reporter
     from sweeps.space import apply_params
 
-    applied = {p.target: p.applied_value(raw[p.name]) for p in space.params if p.name in raw}
-    trial_cfg = apply_params(cfg, applied)
+    trial_cfg = apply_params(cfg, space.applied(raw))
     objective = importlib.import_module(str(cfg.objective.target).partition(":")[0])
     reporter = recording_reporter(str(cfg.sweep.metric))
     reporter.rung_epochs = frozenset(range(1, int(cfg.train.epochs)))  # record rung values too, if the trainer offers them
@@ -258,3 +259,15 @@ class Stopwatch:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
             self.calls[name] = self.calls.get(name, 0) + 1
+
+
+def sample_raw_params(space, count: int, seed: int) -> list[dict]:
+    """``count`` raw draws (Optuna's recorded values) from ``space``, scrambled Sobol."""
+    study = optuna.create_study(sampler=optuna.samplers.QMCSampler(scramble=True, seed=seed))
+    draws = []
+    for _ in range(count):
+        trial = study.ask()
+        space.sample(trial)
+        draws.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    return draws

@@ -39,6 +39,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from common import (
     compose,
+    sample_raw_params,
     filled,
     train_config,
     console,
@@ -98,18 +99,6 @@ VARIANTS: dict[str, list[str]] = {
 
 # ------------------------------------------------------------------------------------------------
 # The curves table: recorded once with the real trainer.
-
-
-def sample_raw_params(space, count: int, seed: int) -> list[dict[str, Any]]:
-    """``count`` raw draws (Optuna's recorded values) from ``space``, scrambled Sobol."""
-    study = optuna.create_study(sampler=optuna.samplers.QMCSampler(scramble=True, seed=seed))
-    draws = []
-    for _ in range(count):
-        trial = study.ask()
-        space.sample(trial)
-        draws.append(dict(trial.params))
-        study.tell(trial, 0.0)
-    return draws
 
 
 def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed: int = 0) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from common import compose, console, fmt, fmt_spread, print_header, quiet, ratio, read_json, steps_per_epoch, summarize, table, write_json
+from common import compose, console, sample_raw_params, fmt, fmt_spread, print_header, quiet, ratio, read_json, steps_per_epoch, summarize, table, write_json
 
 EPOCHS = 9
 TARGET = 0.99  # share of the best final value; also "top" = final within 1 % of the best
@@ -91,17 +91,6 @@ def suite_cfg(suite: Suite, *overrides: str):
                    *suite.space_overrides, *overrides)
 
 
-def sample_params(space, count: int, seed: int) -> list[dict[str, Any]]:
-    study = optuna.create_study(sampler=optuna.samplers.QMCSampler(scramble=True, seed=seed))
-    draws = []
-    for _ in range(count):
-        trial = study.ask()
-        space.sample(trial)
-        draws.append(dict(trial.params))
-        study.tell(trial, 0.0)
-    return draws
-
-
 def train_once(suite: Suite, raw: dict[str, Any], space, overrides: list[str], rung_epochs: frozenset[int]) -> dict[str, Any]:
     from sweeps.reporter import Diverged, recording_reporter
     from sweeps.space import apply_params
@@ -136,7 +125,7 @@ def record_suite(suite: Suite, n_configs: int, seed: int = 0) -> dict[str, Any]:
     strategies = {**RECORD, **(RECORD_EXTRA if suite.extras else {})}
     cooldown_rungs = frozenset(suite.cooldown_rungs or range(1, EPOCHS))
     configs, start = [], time.perf_counter()
-    for i, raw in enumerate(sample_params(space, n_configs, seed)):
+    for i, raw in enumerate(sample_raw_params(space, n_configs, seed)):
         spe = steps_per_epoch(base, int(space.applied(raw).get("train.batch_size", base.train.batch_size)))
         runs = {name: train_once(suite, raw, space, overrides, cooldown_rungs) for name, overrides in strategies.items()}
         curves = {name: run["curve"] for name, run in runs.items()}
