@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.errors import ConfigError
 from sweeps.space import SearchSpace
+from sweeps.sqlite_tuning import tune_sqlite_connections
 
 OUTCOME_ATTR = "sweeps.outcome"  # user attr: complete | pruned | diverged | failed | interrupted
 COUNTED_FAILURES = ("failed",)
@@ -56,6 +57,7 @@ def redact(url: str) -> str:
 def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats, so a trial whose worker died is failed and retried."""
     store = cfg.storage
+    tune_sqlite_connections()
     engine_kwargs = {"pool_pre_ping": True} if not str(store.url).startswith("sqlite") else {}
     return optuna.storages.RDBStorage(
         url=str(store.url),

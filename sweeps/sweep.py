@@ -27,6 +27,7 @@ from sweeps.report import Report, publish_report
 from sweeps.rung_eval import check_rung_eval
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
+from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
@@ -177,6 +178,7 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
             raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage*, tracking*, sweep.study_name, train.device, train.threads")
     check_storage(str(local.storage.url))
     name = str(local.sweep.study_name)
+    tune_sqlite_connections()
     storage = optuna.storages.RDBStorage(str(local.storage.url))
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in summaries:

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.errors import ConfigError
+from sweeps.sqlite_tuning import tune_sqlite_connections
 
 ROLE_TAG = "sweeps.role"
 OUTCOME_STATUS = {
@@ -112,6 +113,7 @@ class SweepTracker:
     """The MLflow record of one study: experiment, parent run, child runs."""
 
     def __init__(self, uri: str, study_name: str, artifact_location: str | None = None) -> None:
+        tune_sqlite_connections()  # before the client opens its first connection
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         self.study_name = study_name
