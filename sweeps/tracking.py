@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -96,6 +96,11 @@ class MetricBuffer:
             self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
         self.last_flush = time.monotonic()
 
+    def take(self) -> list[Metric]:
+        """Hand over what is pending (the caller writes it, e.g. with the run's last batch)."""
+        pending, self.pending = self.pending, []
+        return pending
+
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (MLflow params are flat)."""
@@ -174,10 +179,21 @@ class SweepTracker:
         self.log_params(run_id, params)
         return run_id
 
-    def end_trial(self, run_id: str, outcome: str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None) -> None:
-        """Close a child run with the status its outcome maps to; never leaves it RUNNING."""
-        self.log_metrics(run_id, None, metrics or {})
-        self.set_tags(run_id, {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags})
+    def end_trial(
+        self, run_id: str, outcome: str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None, pending: Sequence[Metric] = ()
+    ) -> None:
+        """Close a child run with the status its outcome maps to; never leaves it RUNNING.
+
+        ``pending`` (a trial's buffered epoch metrics), the final ``metrics`` and the outcome tags go
+        in one ``log_batch`` where they fit (each call is a commit), then the status.
+        """
+        now = int(time.time() * 1000)
+        batch = [*pending, *(Metric(key, float(value), now, 0) for key, value in (metrics or {}).items())]
+        all_tags = [RunTag(k, str(v)) for k, v in {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags}.items()]
+        while len(batch) + len(all_tags) > MAX_METRICS_PER_BATCH:  # MLflow caps a batch at 1000 entities in all
+            self.client.log_batch(run_id, metrics=batch[:MAX_METRICS_PER_BATCH], synchronous=True)
+            batch = batch[MAX_METRICS_PER_BATCH:]
+        self.client.log_batch(run_id, metrics=batch, tags=all_tags, synchronous=True)
         self.client.set_terminated(run_id, status=OUTCOME_STATUS[outcome])
 
     def log_metrics(self, run_id: str, step: int | None, metrics: Mapping[str, float]) -> None:

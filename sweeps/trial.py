@@ -139,8 +139,7 @@ class TrialRunner:
             trial.set_user_attr("error", tags["sweeps.error"])
         if error_text:
             self.tracker.log_text(run_id, error_text, "error.txt")
-        self.buffer.flush()
-        self.tracker.end_trial(run_id, outcome, tags, metrics)
+        self.tracker.end_trial(run_id, outcome, tags, metrics, pending=self.buffer.take())
 
 
 def _one_line(err: BaseException) -> str:
