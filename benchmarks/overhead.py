@@ -303,6 +303,27 @@ def part_b(args) -> dict[str, Any]:
     return out
 
 
+def part_c(args) -> dict[str, Any]:
+    """(c) The per-trial cost as the study grows: TPE reads every finished trial, Hyperband every
+    trial of the bracket, so the fixed cost per trial rises with the study's size. An objective that
+    reports 9 instant epochs (``common.instant_objective``) leaves only the service."""
+    import statistics
+
+    from sweeps.sweep import plan_sweep, run_sweep
+
+    n, chunk = args.c_trials, max(1, args.c_trials // 6)
+    console.print(f"(c) per-trial service cost vs study size: one sweep of {n} trials, instant 9-epoch objective, TPE + Hyperband")
+    marks: list[float] = []
+    with scratch() as folder:
+        cfg = compose("digits_mlp", "objective=custom", "objective.target=common:instant_objective",
+                      f"sweep.n_trials={n}", "train.epochs=9", "sweep.study_name=overhead-c", folder=folder)
+        run_sweep(plan_sweep(cfg), callbacks=[lambda _s, _t: marks.append(time.perf_counter())], on_open=lambda _s: marks.append(time.perf_counter()))
+    per_trial = [b - a for a, b in zip(marks, marks[1:])]
+    rows = [[f"{lo + 1}–{min(lo + chunk, n)}", 1e3 * statistics.median(per_trial[lo: lo + chunk])] for lo in range(0, n, chunk)]
+    table(f"(c) service cost per trial as the study grows ({n} trials, SQLite stores)", ["trials", "median ms / trial"], rows)
+    return {"trials": n, "per_trial_s": per_trial, "chunks": {r[0]: r[1] / 1e3 for r in rows}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3-epoch (a), 5 rounds (a few minutes)")
@@ -311,7 +332,8 @@ def main() -> None:
     parser.add_argument("--a-epochs", type=int, help="(a) epochs per trial (default 9; 3 with --quick)")
     parser.add_argument("--b-trials", type=int, default=10, help="(b) identical trials per sweep")
     parser.add_argument("--long-epochs", type=int, default=60, help="(b) epochs of the long trial for the marginal view")
-    parser.add_argument("--skip", choices=["a", "b"], action="append", default=[])
+    parser.add_argument("--c-trials", type=int, default=300, help="(c) trials in the growing study (60 with --quick)")
+    parser.add_argument("--skip", choices=["a", "b", "c", "breakdown"], action="append", default=[])
     args = parser.parse_args()
     args.a_epochs = args.a_epochs or (3 if args.quick else 9)
     command = print_header("tracking overhead: bare trainer vs the service (Optuna + MLflow, SQLite)")
@@ -321,14 +343,19 @@ def main() -> None:
         results["a"] = part_a(args)
     if "b" not in args.skip:
         results["b"] = part_b(args)
-    console.print("breakdown: manual timers around the service's calls (one instrumented sweep each)")
-    results["breakdown"] = {
-        "digits_mlp, per-epoch logging": breakdown("digits_mlp", 9, args.b_trials),
-        "digits_mlp, per-step logging": breakdown("digits_mlp", 9, args.b_trials, ("tracking.log_steps=true",)),
-    }
-    for title, b in results["breakdown"].items():
-        print_breakdown(f"where the time goes: {title}", b)
-    write_json("overhead_quick" if args.quick else "overhead", results, command=command)
+    if "c" not in args.skip:
+        args.c_trials = 60 if args.quick and args.c_trials == 300 else args.c_trials
+        results["c"] = part_c(args)
+    if "breakdown" not in args.skip:
+        console.print("breakdown: manual timers around the service's calls (one instrumented sweep each)")
+        results["breakdown"] = {
+            "digits_mlp, per-epoch logging": breakdown("digits_mlp", 9, args.b_trials),
+            "digits_mlp, per-step logging": breakdown("digits_mlp", 9, args.b_trials, ("tracking.log_steps=true",)),
+        }
+        for title, b in results["breakdown"].items():
+            print_breakdown(f"where the time goes: {title}", b)
+    name = "overhead_quick" if args.quick else "overhead"
+    write_json(f"{name}_partial" if args.skip else name, results, command=command)  # a partial run never replaces the full record
 
 
 if __name__ == "__main__":

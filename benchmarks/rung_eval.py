@@ -10,14 +10,16 @@ collapse); digits samples batch size, weight decay and warmup too, tiny_transfor
 Then, per Hyperband rung epoch:
   * Spearman ρ between the rung values and the final val_acc (configs that finish; ties averaged);
   * the share of the eventually-top configs (final ≥ 99 % of the best, i.e. within 1 %) that
-    successive halving at that rung would drop (keep the top 1/reduction_factor by rung value);
+    successive halving at that rung would drop (keep the top 1/reduction_factor by rung value), and
+    how many of those were still in their linear warmup at that rung (warmup_frac · epochs > rung);
 and the sweep it buys: epochs until a COMPLETE trial reaches 99 % of the best final val_acc, for
 real Optuna samplers and pruners (``sweeps.study.make_sampler`` / ``make_pruner``) replaying the
 recorded curves (each trial samples the real space and takes the nearest recorded config, parameters
 normalised on their own scale), median over seeds, against random search without pruning. Cooldown
 steps are charged at every rung of ``rung_epochs_for`` (the union over brackets, what the trainer
 does), as ``extra_steps / steps_per_epoch``; one arm charges only the trial's own bracket's rungs.
-Arms share sampler seeds, so a paired table counts the seeds where a strategy beat raw. On digits/wsd
+Arms share sampler seeds, so a paired table counts the seeds where a strategy beat raw. One more arm
+replays ``WarmupExemptHyperband``: raw values, but a rung inside a trial's warmup does not judge it. On digits/wsd
 (cooldown recorded at every epoch) Hyperband's min_resource / reduction_factor are varied too.
 
 Recorded curves go to ``results/rung_eval_curves[_quick].json``; ``--replay`` reuses them; the tables'
@@ -33,11 +35,13 @@ import importlib
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial
 
 from common import compose, console, sample_raw_params, fmt, fmt_spread, print_header, quiet, ratio, read_json, steps_per_epoch, summarize, table, write_json
 
@@ -54,6 +58,7 @@ RECORD = {  # strategy -> trainer overrides; raw comes with every run
     "averaged": ["train.rung_eval=averaged", "train.rung_ema_horizon=0.2"],
 }
 VARIANT_STRATEGIES = ("raw", "cooldown", "averaged")
+DEFAULT_WARMUP_FRAC = 0.05  # conf/train/default.yaml, for suites that do not search warmup_frac
 RECORD_EXTRA = {  # cheap on digits only: the knobs' neighbours
     "cooldown 0.1": ["train.rung_eval=cooldown", "train.rung_cooldown_frac=0.1"],
     "averaged h=0.5": ["train.rung_eval=averaged", "train.rung_ema_horizon=0.5"],
@@ -188,6 +193,11 @@ def rung_value(config: dict[str, Any], strategy: str, epoch: int) -> float:
     return config["rung"][strategy].get(str(epoch), config["curve"][epoch - 1])
 
 
+def warmup_epochs(params: dict[str, Any]) -> float:
+    """Epochs a config spends in its linear warmup (``train.warmup_frac`` of all steps)."""
+    return float(params.get("warmup_frac", DEFAULT_WARMUP_FRAC)) * EPOCHS
+
+
 def final_value(config: dict[str, Any]) -> float:
     return config["curve"][-1] if config["diverged_at_step"] is None else math.nan
 
@@ -206,8 +216,11 @@ def agreement(doc: dict[str, Any], strategies: list[str], epochs: list[int], red
             rho = spearman(values[finished], finals[finished])
             keep = math.ceil(len(configs) / reduction_factor)
             kept = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="mergesort")[:keep]
-            dropped_top = int(top.sum() - top[kept].sum())
-            row[strategy] = {"spearman": rho, "top_dropped": dropped_top / max(1, int(top.sum())), "top_dropped_count": dropped_top}
+            dropped = top.copy()
+            dropped[kept] = False
+            in_warmup = sum(warmup_epochs(configs[i]["params"]) > epoch for i in np.flatnonzero(dropped))
+            row[strategy] = {"spearman": rho, "top_dropped": int(dropped.sum()) / max(1, int(top.sum())), "top_dropped_count": int(dropped.sum()),
+                             "top_dropped_in_warmup": int(in_warmup)}
         out["rungs"][str(epoch)] = row
     return out
 
@@ -224,6 +237,63 @@ def _unit(dist, value) -> float:
     if isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log:
         low, high, x = math.log(low), math.log(high), math.log(max(x, 1e-300))
     return (x - low) / (high - low)
+
+
+class WarmupExemptHalving(optuna.pruners.SuccessiveHalvingPruner):
+    """Successive halving that does not judge a trial at a rung inside its own warmup.
+
+    Such a trial is promoted past that rung without entering its pool (a marker, not a value, is
+    stored), so the rung compares only trials that reached their peak LR. A benchmark prototype: it
+    reads Optuna's private rung keys, which is why it is not part of the service.
+    """
+
+    def __init__(self, like: optuna.pruners.SuccessiveHalvingPruner, warmup_of: Callable[[FrozenTrial], float]) -> None:
+        super().__init__(min_resource=like._min_resource, reduction_factor=like._reduction_factor,
+                         min_early_stopping_rate=like._min_early_stopping_rate, bootstrap_count=like._bootstrap_count)
+        self.warmup_of = warmup_of
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        value, warmup, trials = trial.intermediate_values[step], self.warmup_of(trial), None
+        rung = 0
+        while f"completed_rung_{rung}" in trial.system_attrs or f"exempt_rung_{rung}" in trial.system_attrs:
+            rung += 1
+        while True:
+            promotion_step = self._min_resource * self._reduction_factor ** (self._min_early_stopping_rate + rung)
+            if step < promotion_step:
+                return False
+            if math.isnan(value):
+                return True
+            if promotion_step < warmup:  # this rung falls inside the trial's warmup: promote, record no value
+                study._storage.set_trial_system_attr(trial._trial_id, f"exempt_rung_{rung}", True)
+                rung += 1
+                continue
+            trials = trials if trials is not None else study.get_trials(deepcopy=False)
+            key = f"completed_rung_{rung}"
+            study._storage.set_trial_system_attr(trial._trial_id, key, value)
+            competing = sorted([t.system_attrs[key] for t in trials if key in t.system_attrs and t.number != trial.number] + [value])
+            if len(competing) <= self._bootstrap_count:
+                return True
+            keep_index = max(len(competing) // self._reduction_factor - 1, 0)
+            if value < competing[-(keep_index + 1)]:  # maximize (val_acc), as every suite here
+                return True
+            rung += 1
+
+
+class WarmupExemptHyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband with :class:`WarmupExemptHalving` in every bracket."""
+
+    def __init__(self, warmup_of: Callable[[FrozenTrial], float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.warmup_of = warmup_of
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if not self._pruners:
+            self._try_initialization(study)
+        self._pruners = [p if isinstance(p, WarmupExemptHalving) else WarmupExemptHalving(p, self.warmup_of) for p in self._pruners]
+        return super().prune(study, trial)
 
 
 class Replay:
@@ -247,7 +317,7 @@ class Replay:
         return int(np.argmin(((self.points - point) ** 2).sum(axis=1)))
 
     def run(self, sampler: str, pruner: str, strategy: str, hyperband: tuple[int, int], seed: int, per_bracket: bool = False,
-            max_trials: int = 400) -> dict[str, float]:
+            max_trials: int = 400, warmup_exempt: bool = False) -> dict[str, float]:
         """One replayed sweep until a complete trial reaches every target; epochs spent, extra included.
 
         Cooldown is charged at every rung of ``rung_epochs_for`` (what the trainer does when the
@@ -313,7 +383,10 @@ class Replay:
             state["pruned"] += 1
             raise optuna.TrialPruned()
 
-        study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=make_sampler(cfg, self.space), pruner=make_pruner(cfg))
+        chosen = make_pruner(cfg)
+        if warmup_exempt:
+            chosen = WarmupExemptHyperband(lambda t: warmup_epochs(t.params), min_resource=hyperband[0], max_resource=EPOCHS, reduction_factor=hyperband[1])
+        study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=make_sampler(cfg, self.space), pruner=chosen)
         study.optimize(objective, n_trials=max_trials, callbacks=[over_budget])
         return {"epochs_to_target": reached[TARGET], **{f"epochs_to_{share}": spent for share, spent in reached.items()},
                 **{f"best_at_{budget}": best for budget, best in best_at.items()}, "trials_to_target": state["trials_to_target"],
@@ -321,8 +394,8 @@ class Replay:
 
 
 def replay_arm(replay: Replay, seeds: list[int], sampler: str, pruner: str, strategy: str, hyperband: tuple[int, int],
-               per_bracket: bool = False) -> dict[str, Any]:
-    runs = [replay.run(sampler, pruner, strategy, hyperband, seed, per_bracket) for seed in seeds]
+               per_bracket: bool = False, warmup_exempt: bool = False) -> dict[str, Any]:
+    runs = [replay.run(sampler, pruner, strategy, hyperband, seed, per_bracket, warmup_exempt=warmup_exempt) for seed in seeds]
     return {key: summarize(r[key] for r in runs) for key in runs[0]} | {"per_seed": runs}
 
 
@@ -338,6 +411,8 @@ def replay_suite(replay: Replay, strategies: list[str], seeds: list[int], varian
         arms[f"tpe+HB, {strategy}"] = ("tpe", "hyperband", strategy, HB_DEFAULT)
         if main and strategy == "cooldown":  # the cost if the runner set rung_epochs to the trial's own bracket
             arms[f"tpe+HB, {strategy}, own-bracket rungs"] = ("tpe", "hyperband", strategy, HB_DEFAULT, True)
+        if strategy == "raw":  # rungs inside a trial's warmup do not judge it (WarmupExemptHyperband)
+            arms["tpe+HB, raw, warmup-exempt rungs"] = ("tpe", "hyperband", "raw", HB_DEFAULT, False, True)
     out: dict[str, Any] = {"arms": {}, "variants": {}}
     for name, args in arms.items():
         start = time.perf_counter()
@@ -358,13 +433,15 @@ def print_agreement(suite: Suite, found: dict[str, Any], strategies: list[str]) 
     rows = []
     for epoch, row in found["rungs"].items():
         rows.append([epoch, *[fmt(row[s]["spearman"], 3) for s in strategies],
-                     *[f"{100 * row[s]['top_dropped']:.0f}% ({row[s]['top_dropped_count']})" for s in strategies]])
+                     *[f"{100 * row[s]['top_dropped']:.0f}% ({row[s]['top_dropped_count']})" for s in strategies],
+                     f"{row['raw']['top_dropped_in_warmup']}/{row['raw']['top_dropped_count']}"])
     table(
         f"{suite.name}: rung → final val_acc ({found['n_configs']} configs, {found['n_finished']} finish, best {fmt(found['best'], 4)}, "
         f"{found['n_top']} top within 1%)",
-        ["rung epoch", *[f"ρ {s}" for s in strategies], *[f"top dropped {s}" for s in strategies]],
+        ["rung epoch", *[f"ρ {s}" for s in strategies], *[f"top dropped {s}" for s in strategies], "raw: dropped top still in warmup"],
         rows,
-        caption=f"ρ: Spearman rank correlation rung value vs final (finishing configs). top dropped: share of top configs that keeping the best 1/{HB_DEFAULT[1]} at that rung drops.",
+        caption=f"ρ: Spearman rank correlation rung value vs final (finishing configs). top dropped: share of top configs that keeping the best 1/{HB_DEFAULT[1]} at that rung drops; "
+                "still in warmup: of those (raw), how many had not finished their linear warmup at that rung epoch.",
     )
 
 
@@ -390,10 +467,9 @@ def print_paired(suite: Suite, replayed: dict[str, Any], strategies: list[str]) 
     """Same sampler seeds, so arms are paired: per seed, did the strategy reach 99 % sooner than raw?"""
     raw = [r["epochs_to_target"] for r in replayed["arms"]["tpe+HB, raw"]["per_seed"]]
     rows = []
-    for strategy in strategies[1:]:
-        for name in (f"tpe+HB, {strategy}", f"tpe+HB, {strategy}, own-bracket rungs"):
-            if name not in replayed["arms"]:
-                continue
+    names = [n for s in strategies[1:] for n in (f"tpe+HB, {s}", f"tpe+HB, {s}, own-bracket rungs")] + ["tpe+HB, raw, warmup-exempt rungs"]
+    for name in names:
+        if name in replayed["arms"]:
             other = [r["epochs_to_target"] for r in replayed["arms"][name]["per_seed"]]
             sooner = sum(o < r for o, r in zip(other, raw))
             later = sum(o > r for o, r in zip(other, raw))
