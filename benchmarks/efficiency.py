@@ -402,6 +402,8 @@ def print_arms(objective: str, curves: Curves, replayed: dict[str, Any], live: d
             fmt(ratio(live_base, lv.get("epochs_to_target", math.nan)), 2) if lv else "–",
             fmt(lv.get("best_at", {}).get(budgets[0]), 4) if lv else "–",
         ])
+    for name, epochs in bounds(curves).items():  # what no arm can beat: its first complete trial reaches the target
+        rows.append([name, fmt(epochs), "–", fmt(ratio(base, epochs), 2), *["–"] * len(budgets), "1", "–", "–", "–", "–", "–"])
     rt = curves.doc["range_test"]
     table(
         f"{objective}: epochs until a trial reaches 99% of the best val_acc ({fmt(curves.reference, 4)} → target {fmt(0.99 * curves.reference, 4)})",
@@ -413,6 +415,13 @@ def print_arms(objective: str, curves: Curves, replayed: dict[str, Any], live: d
                  f"Lookup weights ({', '.join(p.name for p in curves.space.params)}) = {np.round(curves.weights, 2).tolist()} by leave-one-out: "
                  f"mean |Δ final| {curves.loo_error:.4f} (equal weights {curves.loo_error_unweighted:.4f})."),
     )
+
+
+def bounds(curves: Curves) -> dict[str, float]:
+    """The fewest epochs any arm can spend: one complete trial (plus the range test for lr_find=auto).
+    The baseline's median divided by these is the best ratio an arm can reach on this objective."""
+    cap = float(curves.epochs)
+    return {"bound: first trial reaches target": cap, "bound: range test + first trial": cap + float(curves.doc["range_test"]["cost_epochs"])}
 
 
 def print_targets(objective: str, curves: Curves, replayed: dict[str, Any], live: dict[str, Any]) -> None:
@@ -509,6 +518,7 @@ def main() -> None:
             "n_configs": len(curves.configs),
             "lookup_weights": dict(zip([p.name for p in curves.space.params], curves.weights.tolist())),
             "lookup_loo_error": {"weighted": curves.loo_error, "equal": curves.loo_error_unweighted},
+            "bounds": {name: {"epochs": e, "ratio": ratio(replayed[BASELINE]["epochs_to_target"]["median"], e)} for name, e in bounds(curves).items()},
             "range_test": doc["range_test"],
             "budgets": budgets,
             "replay": replayed,

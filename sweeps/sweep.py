@@ -31,6 +31,7 @@ from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
+from sweeps.trial_slots import TrialSlots
 from sweeps.worker import STATE_OUTCOME, Reaper, TrialCallback, run_trials
 
 LR_FIND_ATTR = "lr_find"
@@ -110,7 +111,11 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
     """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
     plan = sweep.plan
     runner = TrialRunner(plan.cfg, plan.space, plan.objective, sweep.tracker, stop)
-    ran = run_trials(sweep.study, runner, int(plan.cfg.sweep.n_trials), [*callbacks, sweep.reaper], stop, max_trials)
+    slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name)
+    try:
+        ran = run_trials(sweep.study, runner, int(plan.cfg.sweep.n_trials), [*callbacks, sweep.reaper], stop, max_trials, slots=slots)
+    finally:
+        slots.close()
     return ran, runner.aborted
 
 

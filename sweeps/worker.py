@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.signals import StopFlag
 from sweeps.study import OUTCOME_ATTR, counts_toward_total, fail_stale_trials
 from sweeps.tracking import SweepTracker
+from sweeps.trial_slots import TrialSlots
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -58,31 +59,44 @@ def run_trials(
     stop: StopFlag | None = None,
     max_trials: int | None = None,
     poll_seconds: float = 1.0,
+    slots: TrialSlots | None = None,
 ) -> int:
     """Run trials one at a time until the study holds ``total`` finished trials.
 
     Before each trial the worker checks that finished plus running trials (of every worker) leave a
     slot, so N workers do not overshoot the total by N-1. When the running trials of others fill
     the remaining slots, it waits: they finish, or their worker died and the heartbeat fails them
-    (then their retry takes the slot). Also stops on a stop request, an aborted sweep, an exhausted
-    grid, or after ``max_trials`` here. A trial whose objective raised is recorded as failed and the
-    loop goes on (``catch``). Returns how many trials this call ran.
+    (then their retry takes the slot). ``slots`` makes the count and the trial's creation one
+    critical section across workers (``sweeps.trial_slots``). Also stops on a stop request, an
+    aborted sweep, an exhausted grid, or after ``max_trials`` here. A trial whose objective raised is
+    recorded as failed and the loop goes on (``catch``). Returns how many trials this call ran.
     """
     stop = stop or StopFlag()
+    slots = slots or TrialSlots(None, study.study_name)  # one process: nothing to lock
+
+    def objective(trial: optuna.Trial) -> float:
+        slots.release()  # the trial exists (RUNNING) now: every other worker's count includes it
+        return runner(trial)
+
     ran = 0
     while not stop.requested() and runner.aborted is None and not _grid_exhausted(study):
         if max_trials is not None and ran >= max_trials:
             break
-        trials = study.get_trials(deepcopy=False)
-        finished = sum(counts_toward_total(t) for t in trials)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if finished >= total:
-            break
-        if finished + running >= total:
-            time.sleep(poll_seconds)
-            fail_stale_trials(study)
-            continue
-        study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+        slots.acquire()
+        try:
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(counts_toward_total(t) for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if finished >= total:
+                break
+            if finished + running >= total:
+                slots.release()
+                time.sleep(poll_seconds)
+                fail_stale_trials(study)
+                continue
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+        finally:
+            slots.release()
         ran += 1
     return ran
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,26 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | N
     return subprocess.run(
         [sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, seconds: float) -> bool:
+    """Poll ``<url>/health`` (MLflow's server and UI) until it answers OK; False after ``seconds``."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=1).ok:
+                return True
+        except requests.RequestException:
+            time.sleep(0.5)
+    return False
 
 
 POSTGRES_URL = os.environ.get("SWEEPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -115,12 +115,10 @@ def test_ui_serves_the_local_store_on_localhost(finished_study, tmp_path: Path) 
     import signal
     import subprocess
     import sys
-    import time
 
     import requests
 
-    from tests.conftest import REPO_ROOT
-    from tests.test_topology import free_port
+    from tests.conftest import REPO_ROOT, free_port, wait_for_health
 
     port = free_port()
     ui = subprocess.Popen(
@@ -129,14 +127,7 @@ def test_ui_serves_the_local_store_on_localhost(finished_study, tmp_path: Path) 
     )
     try:
         assert f"MLflow UI: http://127.0.0.1:{port}" in ui.stdout.readline()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
+        if not wait_for_health(f"http://127.0.0.1:{port}", 90):
             pytest.fail("the MLflow UI did not come up")
         experiments = requests.get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "res"}, timeout=5)
         assert experiments.ok and experiments.json()["experiment"]["name"] == "res"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-import requests
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tests.conftest import POSTGRES_URL, REPO_ROOT, run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import POSTGRES_URL, REPO_ROOT, free_port, run_cli, wait_for_health
 
 
 @pytest.fixture
@@ -44,14 +36,7 @@ def mlflow_server(tmp_path: Path, postgres_database: str):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
+        if not wait_for_health(url, 120):
             raise TimeoutError("mlflow server did not start")
         yield url
     finally:
