@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.signals import StopFlag
 from sweeps.study import OUTCOME_ATTR, counts_toward_total, fail_stale_trials
 from sweeps.tracking import SweepTracker
-from sweeps.trial_slots import TrialSlots
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
+from sweeps.trial_slots import TrialSlots
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 STATE_OUTCOME = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "lost"}
