@@ -14,39 +14,57 @@ system crash or power loss can roll back the last commits. WAL also lets the MLf
 for more than one process), which is why several workers or machines use PostgreSQL instead.
 
 The settings apply to SQLite connections that SQLAlchemy opens in this process, which are the
-Optuna storage's and MLflow's SQL store's; other databases are untouched.
+Optuna storage's and MLflow's SQL store's; other databases are untouched. WAL keeps its index in
+shared memory beside the database file, which a network file system (NFS home directories on
+clusters) cannot provide: there, ``SWEEPS_SQLITE_JOURNAL=delete`` keeps SQLite's own rollback
+journal with ``synchronous=FULL`` (its defaults).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import sqlalchemy
 from sqlalchemy import event
 
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",  # persistent in the file: readers no longer block the writer
-    "PRAGMA synchronous=NORMAL",  # fsync at checkpoints, not at every commit (safe in WAL mode)
-    "PRAGMA busy_timeout=30000",  # wait for another connection's write instead of 'database is locked'
-)
+from sweeps.errors import ConfigError
 
-_installed = False
+JOURNAL_ENV = "SWEEPS_SQLITE_JOURNAL"
+JOURNAL_MODES = {  # journal mode -> synchronous level that is crash-safe with it
+    "wal": "NORMAL",  # fsync at checkpoints, not at every commit; readers never block the writer
+    "delete": "FULL",  # SQLite's defaults: for file systems without shared memory (NFS)
+    "truncate": "FULL",
+    "persist": "FULL",
+}
+BUSY_TIMEOUT_MS = 30000  # wait for another connection's write instead of 'database is locked'
+
+_installed_pragmas: tuple[str, ...] | None = None
+
+
+def sqlite_pragmas(journal_mode: str) -> tuple[str, ...]:
+    """The statements run on each new SQLite connection for ``journal_mode``."""
+    mode = journal_mode.strip().lower()
+    if mode not in JOURNAL_MODES:
+        raise ConfigError(JOURNAL_ENV, journal_mode, "unknown SQLite journal mode", ", ".join(JOURNAL_MODES))
+    return (f"PRAGMA journal_mode={mode.upper()}", f"PRAGMA synchronous={JOURNAL_MODES[mode]}", f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def tune_sqlite_connections() -> None:
-    """Apply :data:`PRAGMAS` to every SQLite connection SQLAlchemy opens from now on (idempotent)."""
-    global _installed
-    if not _installed:
+    """Apply the journal mode from ``SWEEPS_SQLITE_JOURNAL`` (default ``wal``) to every SQLite
+    connection SQLAlchemy opens from now on (idempotent; the first call decides)."""
+    global _installed_pragmas
+    if _installed_pragmas is None:
+        _installed_pragmas = sqlite_pragmas(os.environ.get(JOURNAL_ENV, "wal"))
         event.listen(sqlalchemy.engine.Engine, "connect", _on_connect)
-        _installed = True
 
 
 def _on_connect(dbapi_connection: object, _record: object) -> None:
-    if not isinstance(dbapi_connection, sqlite3.Connection):
+    if not isinstance(dbapi_connection, sqlite3.Connection) or _installed_pragmas is None:
         return
     cursor = dbapi_connection.cursor()
     try:
-        for pragma in PRAGMAS:
+        for pragma in _installed_pragmas:
             cursor.execute(pragma)
     finally:
         cursor.close()

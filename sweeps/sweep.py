@@ -86,6 +86,7 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
         if not any(p.name == "lr" and p.target == "train.lr" for p in space.params):
             raise ConfigError("lr_find", "auto", "seeds search.lr (setting train.lr), which this search space lacks")
         objective_task(cfg)
+    tune_sqlite_connections()  # validates SWEEPS_SQLITE_JOURNAL before anything is written
     check_storage(str(cfg.storage.url))
     check_tracking(str(cfg.tracking.uri))
     return SweepPlan(cfg, space, objective)

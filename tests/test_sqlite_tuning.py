@@ -11,6 +11,7 @@ import optuna
 
 from sweeps.sqlite_tuning import sqlite_settings
 from sweeps.sweep import plan_sweep, run_sweep
+from tests.conftest import run_cli, store_overrides
 
 
 def test_sweep_stores_are_wal_with_normal_sync(compose, tmp_path: Path) -> None:
@@ -40,3 +41,19 @@ def test_a_reader_mid_transaction_does_not_block_the_sweep(compose, tmp_path: Pa
             reader.close()
     states = [t.state for t in result.study.get_trials()]
     assert states.count(optuna.trial.TrialState.COMPLETE) + states.count(optuna.trial.TrialState.FAIL) == 3
+
+
+def test_journal_mode_can_be_switched_off_for_network_file_systems(tmp_path: Path) -> None:
+    args = ["run", *store_overrides(tmp_path), "objective=custom", "objective.target=tests.objectives_for_tests:quadratic",
+            "sweep.n_trials=1", "train.epochs=2", "sweep.pruner=none"]
+    done = run_cli(*args, cwd=tmp_path, env={"SWEEPS_SQLITE_JOURNAL": "delete"})
+    assert done.returncode == 0, done.stderr
+    for name in ("optuna.db", "mlflow.db"):
+        assert sqlite3.connect(tmp_path / name).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_an_unknown_journal_mode_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    done = run_cli("run", *store_overrides(tmp_path), "sweep.n_trials=1", cwd=tmp_path, env={"SWEEPS_SQLITE_JOURNAL": "memory-ish"})
+    assert done.returncode == 2
+    assert "SWEEPS_SQLITE_JOURNAL='memory-ish': unknown SQLite journal mode; allowed: wal, delete, truncate, persist" in done.stderr + done.stdout
+    assert list(tmp_path.iterdir()) == []
