@@ -69,14 +69,3 @@ def _on_connect(dbapi_connection: object, _record: object) -> None:
     finally:
         cursor.close()
 
-
-def sqlite_settings(url: str) -> dict[str, str]:
-    """The journal mode and synchronous level a new connection to ``url`` gets (for tests and status)."""
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-    finally:
-        engine.dispose()
-    return {"journal_mode": str(journal).lower(), "synchronous": {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(synchronous, str(synchronous))}

@@ -69,6 +69,17 @@ def check_tracking(uri: str) -> None:
         raise ConfigError("tracking.uri", uri, "unsupported scheme", "sqlite:///mlflow.db, http://host:5000, postgresql://..., a folder")
 
 
+def write_batches(client: MlflowClient, run_id: str, metrics: Sequence[Metric], tags: Sequence[RunTag] = ()) -> None:
+    """``metrics`` (and ``tags``, with the last batch) in as few ``log_batch`` calls as MLflow's
+    1000-entity cap allows: each call is one commit on an SQL store."""
+    batch = list(metrics)
+    while len(batch) + len(tags) > MAX_METRICS_PER_BATCH:
+        client.log_batch(run_id, metrics=batch[:MAX_METRICS_PER_BATCH], synchronous=True)
+        batch = batch[MAX_METRICS_PER_BATCH:]
+    if batch or tags:
+        client.log_batch(run_id, metrics=batch, tags=list(tags), synchronous=True)
+
+
 class MetricBuffer:
     """Metrics of one run, written in as few ``log_batch`` calls as possible.
 
@@ -91,9 +102,7 @@ class MetricBuffer:
             self.flush()
 
     def flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending[:MAX_METRICS_PER_BATCH], self.pending[MAX_METRICS_PER_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        write_batches(self.client, self.run_id, self.take())
         self.last_flush = time.monotonic()
 
     def take(self) -> list[Metric]:
@@ -188,12 +197,9 @@ class SweepTracker:
         in one ``log_batch`` where they fit (each call is a commit), then the status.
         """
         now = int(time.time() * 1000)
-        batch = [*pending, *(Metric(key, float(value), now, 0) for key, value in (metrics or {}).items())]
+        final = [Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]
         all_tags = [RunTag(k, str(v)) for k, v in {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags}.items()]
-        while len(batch) + len(all_tags) > MAX_METRICS_PER_BATCH:  # MLflow caps a batch at 1000 entities in all
-            self.client.log_batch(run_id, metrics=batch[:MAX_METRICS_PER_BATCH], synchronous=True)
-            batch = batch[MAX_METRICS_PER_BATCH:]
-        self.client.log_batch(run_id, metrics=batch, tags=all_tags, synchronous=True)
+        write_batches(self.client, run_id, [*pending, *final], all_tags)
         self.client.set_terminated(run_id, status=OUTCOME_STATUS[outcome])
 
     def log_metrics(self, run_id: str, step: int | None, metrics: Mapping[str, float]) -> None:
@@ -207,8 +213,7 @@ class SweepTracker:
         """Many steps at once, in batches of MLflow's 1000-metric limit."""
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for step, metrics in history for key, value in metrics.items() if math.isfinite(value)]
-        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+        write_batches(self.client, run_id, batch)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]

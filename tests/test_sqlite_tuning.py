@@ -9,9 +9,22 @@ from pathlib import Path
 
 import optuna
 
-from sweeps.sqlite_tuning import sqlite_settings
+import sqlalchemy
+
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import run_cli, store_overrides
+
+
+def sqlite_settings(url: str) -> dict[str, str]:
+    """The journal mode and synchronous level a new SQLAlchemy connection to ``url`` gets."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+    finally:
+        engine.dispose()
+    return {"journal_mode": str(journal).lower(), "synchronous": {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(synchronous, str(synchronous))}
 
 
 def test_sweep_stores_are_wal_with_normal_sync(compose, tmp_path: Path) -> None:
