@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.errors import ConfigError
+from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
 from sweeps.sqlite_tuning import tune_sqlite_connections
 
@@ -76,15 +77,22 @@ def _retry_stale_trials(max_retry: int) -> dict[str, object]:
 
 
 def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The configured sampler, re-seeded before every trial from ``(sweep.seed, trial number)``
+    (``sweeps.seeding``): workers and resumed runs never repeat a draw; one worker reproduces.
+
+    TPE runs with ``constant_liar``: another worker's running trial counts as a poor result, so
+    parallel workers do not all sample next to the same promising point."""
     sweep = cfg.sweep
     seed = int(sweep.seed)
     if sweep.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=int(sweep.tpe.n_startup_trials), multivariate=bool(sweep.tpe.multivariate)
-        )
+        return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.TPESampler(
+            seed=trial_seed, n_startup_trials=int(sweep.tpe.n_startup_trials), multivariate=bool(sweep.tpe.multivariate),
+            constant_liar=True,
+        ))
     if sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.RandomSampler(seed=trial_seed))
+    grid = space.grid()
+    return PerTrialSeededSampler(seed, lambda _seed: optuna.samplers.GridSampler(grid, seed=seed), reseed_grid)
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:

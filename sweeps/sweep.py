@@ -25,11 +25,12 @@ from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
 from sweeps.rung_eval import check_rung_eval
+from sweeps.seeding import grid_exhausted
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
-from sweeps.tracking import SweepTracker, check_tracking
+from sweeps.tracking import SweepTracker, best_trial_metrics, check_tracking, sweep_params
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
 from sweeps.worker import STATE_OUTCOME, Reaper, TrialCallback, run_trials
@@ -102,6 +103,8 @@ def open_sweep(plan: SweepPlan) -> Sweep:
     reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
     reaper(study)
     parent_run_id = tracker.open_parent(_parent_tags(cfg))
+    changed = tracker.log_new_params(parent_run_id, sweep_params(shareable_config(cfg)))
+    tracker.set_tags(parent_run_id, {f"sweeps.changed.{k}": f"{old} -> {now}" for k, (old, now) in changed.items()})
     tracker.log_text(parent_run_id, to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in LOCAL_KEYS])), "sweep_config.yaml")
     if cfg.lr_find.enabled:
         plan = _seed_lr_bounds(plan, study, tracker, parent_run_id)
@@ -129,6 +132,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
     best = result.best
     if best is not None:
         metrics[f"best_{metric}"] = float(best.value)
+        metrics.update(best_trial_metrics(sweep.plan.space.applied(best.params)))
         tags["sweeps.best_trial"] = str(best.number)
         tags["sweeps.best_run_id"] = str(best.user_attrs.get(RUN_ID_ATTR, ""))
         sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
@@ -163,7 +167,7 @@ def run_sweep(
     status, ran, aborted = "KILLED", 0, None  # stays KILLED if the loop is interrupted
     try:
         ran, aborted = work(sweep, callbacks, stop)
-        status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or _grid_done(sweep) else "KILLED")
+        status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or grid_exhausted(sweep.study) else "KILLED")
     finally:
         result = close_sweep(sweep, status, ran, aborted)
     return result
@@ -232,11 +236,6 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
         tracker.set_tags(parent_run_id, {f"sweeps.lr_find.{k}": (f"{v:.6g}" if isinstance(v, float) else v) for k, v in found.items()})
     space = plan.space.with_bounds("lr", float(found["search_low"]), float(found["search_high"]))
     return SweepPlan(plan.cfg, space, plan.objective)
-
-
-def _grid_done(sweep: Sweep) -> bool:
-    sampler = sweep.study.sampler
-    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(sweep.study)
 
 
 def _parent_tags(cfg: DictConfig) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.seeding import grid_exhausted
 from sweeps.signals import StopFlag
 from sweeps.study import OUTCOME_ATTR, counts_toward_total, fail_stale_trials
 from sweeps.tracking import SweepTracker
@@ -79,7 +80,7 @@ def run_trials(
         return runner(trial)
 
     ran = 0
-    while not stop.requested() and runner.aborted is None and not _grid_exhausted(study):
+    while not stop.requested() and runner.aborted is None and not grid_exhausted(study):
         if max_trials is not None and ran >= max_trials:
             break
         slots.acquire()
@@ -99,8 +100,3 @@ def run_trials(
             slots.release()
         ran += 1
     return ran
-
-
-def _grid_exhausted(study: optuna.Study) -> bool:
-    sampler = study.sampler
-    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
