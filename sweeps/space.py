@@ -4,7 +4,8 @@ Two spellings, one result:
 
 * Hydra's sweep grammar, as hydra-optuna-sweeper users write it, parsed with Hydra's own override
   parser: ``tag(log, interval(1e-5, 1.0))``, ``interval(0, 0.2)``, ``int(interval(1, 5))``,
-  ``choice(16, 32, 64)``, ``range(1, 4)`` (stop exclusive, like Python's ``range``).
+  ``choice(16, 32, 64)``, ``range(1, 4)`` (stop exclusive, like Python's ``range``; float bounds or
+  step give a stepped float, ``range(-5.5, 5.5, step=0.5)``).
 * A mapping for what the grammar cannot say::
 
       weight_decay: {type: float, low: 1e-6, high: 0.1, log: true, zero_prob: 0.2}
@@ -23,7 +24,7 @@ that key, else ``objective.<name>``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,14 +113,23 @@ class SearchSpace:
 
 def parse_search_space(cfg: DictConfig) -> SearchSpace:
     """Validate ``cfg.search`` against the composed config and build the search space."""
-    search = cfg.get("search") or {}
+    return _parse_space(cfg.get("search") or {}, "search", lambda name, key: _target(name, key, cfg))
+
+
+def parse_key_space(search: Mapping[str, Any], where: str) -> SearchSpace:
+    """A search space whose parameters set the config keys they are named after (``key:`` renames):
+    a Hydra app's ``hydra.sweeper.params`` / ``search``, where the app's own keys are the targets."""
+    return _parse_space(search, where, lambda name, key: str(key) if key is not None else name)
+
+
+def _parse_space(search: Mapping[str, Any], where: str, target: Callable[[str, Any], str]) -> SearchSpace:
     params: list[SearchParam] = []
     for name, spec in search.items():
         name = str(name)
-        param = _parse_param(name, spec, cfg)
+        param = _parse_param(name, spec, target, f"{where}.{name}")
         for other in param.when:
             if other not in {p.name for p in params}:
-                raise ConfigError(f"search.{name}.when", other, "must name a search parameter defined above it")
+                raise ConfigError(f"{where}.{name}.when", other, "must name a search parameter defined above it")
         params.append(param)
     return SearchSpace(tuple(params))
 
@@ -133,17 +143,16 @@ def apply_params(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
     return trial_cfg
 
 
-def _parse_param(name: str, spec: Any, cfg: DictConfig) -> SearchParam:
-    where = f"search.{name}"
+def _parse_param(name: str, spec: Any, target_of: Callable[[str, Any], str], where: str) -> SearchParam:
     if isinstance(spec, str):
-        return SearchParam(name, _target(name, None, cfg), _parse_grammar(where, spec))
+        return SearchParam(name, target_of(name, None), _parse_grammar(where, spec))
     if not isinstance(spec, Mapping):
         raise ConfigError(where, spec, "expected a sweep expression or a mapping", f"{GRAMMAR_FORMS}, or {{type, low, high, ...}}")
     spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
     unknown = sorted(set(spec) - set(MAPPING_KEYS))
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}", spec[unknown[0]], "unknown field", ", ".join(MAPPING_KEYS))
-    target = _target(name, spec.get("key"), cfg)
+    target = target_of(name, spec.get("key"))
     when = _parse_when(where, spec.get("when"))
     if "expr" in spec:
         return SearchParam(name, target, _parse_grammar(f"{where}.expr", str(spec["expr"])), when=when)
@@ -161,7 +170,10 @@ def _parse_grammar(where: str, text: str) -> BaseDistribution:
         return CategoricalDistribution(list(value.list))
     if isinstance(value, RangeSweep):
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
-            raise ConfigError(where, text, "range() takes integers", "range(a, b[, step]) or interval(a, b) for floats")
+            # a float range is a stepped float (hydra-optuna-sweeper's example: range(-5.5, 5.5, step=0.5))
+            start, stop, step = float(value.start), float(value.stop), float(value.step)
+            _check_bounds(where, start, stop - step, log=False)
+            return FloatDistribution(start, stop - step, step=step)
         start, stop, step = int(value.start), int(value.stop), int(value.step)
         _check_bounds(where, start, stop - step, log=False)
         return IntDistribution(start, stop - step, step=step)
