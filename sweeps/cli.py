@@ -38,14 +38,16 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     """
     from sweeps.config import compose_config
     from sweeps.console import SweepProgress
-    from sweeps.launcher import check_shared_stores
+    from sweeps.launcher import check_shared_stores, resolve_workers
     from sweeps.signals import graceful_stop
     from sweeps.sweep import plan_sweep, run_sweep
 
     console = make_console()
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     cfg = plan.cfg
-    workers = int(cfg.sweep.workers)
+    workers, note = resolve_workers(cfg)  # auto: sweep.trials_per_gpu per GPU
+    if note:
+        print(note, file=sys.stderr)
     check_shared_stores(cfg, workers)
     with graceful_stop() as stop:
         with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
@@ -221,7 +223,7 @@ def train_command(
 
     from sweeps.config import compose_config, validate
     from sweeps.production import train_production
-    from sweeps.tracking import SweepTracker, check_tracking
+    from sweeps.tracking import SweepTracker, check_tracking, production_run_name
 
     local = compose_config([o for o in (overrides or []) if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))] if config else (overrides or []), config_dir)
     if config:
@@ -240,7 +242,7 @@ def train_command(
     tracker = SweepTracker(str(cfg.tracking.uri), experiment, cfg.tracking.get("artifact_location"))
     console = make_console()
     with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
-        done = train_production(cfg, tracker, checkpoint)
+        done = train_production(cfg, tracker, checkpoint, name=production_run_name(origin))
     console.print(f"{cfg.sweep.metric}={done.value:.4f}  MLflow run {done.run_id} (experiment {experiment})")
     if origin:
         console.print(f"source: trial {origin.get('trial')} of {origin.get('study')}, {origin.get('metric')}={origin.get('value')}")

@@ -4,9 +4,13 @@ Everything goes through ``MlflowClient`` with explicit run ids (never the proces
 API), and every run is ended with an explicit status. The outcome mapping is the same everywhere:
 
     Optuna COMPLETE            <-> MLflow FINISHED
-    Optuna PRUNED (or diverged) <-> MLflow KILLED,  tag sweeps.outcome=pruned|diverged
+    Optuna PRUNED (or diverged) <-> MLflow FINISHED, tag sweeps.outcome=pruned|diverged
     Optuna FAIL                <-> MLflow FAILED,  tag sweeps.error
     interrupted / worker died  <-> MLflow KILLED / FAILED, tag sweeps.outcome=interrupted|lost
+
+A pruned or diverged trial is the search working as intended, not a broken run: the MLflow UI
+draws KILLED as a red cross, so those end FINISHED and the outcome tag tells them apart. KILLED is
+kept for trials a person or a signal stopped.
 
 Metrics are written with ``log_batch``, one call per epoch: a single ``log_metric`` call costs a
 few milliseconds on an SQL store, more than an epoch of a small model.
@@ -31,13 +35,20 @@ from sweeps.sqlite_tuning import tune_sqlite_connections
 ROLE_TAG = "sweeps.role"
 OUTCOME_STATUS = {
     "complete": "FINISHED",
-    "pruned": "KILLED",
-    "diverged": "KILLED",
+    "pruned": "FINISHED",
+    "diverged": "FINISHED",
     "failed": "FAILED",
     "interrupted": "KILLED",
     "lost": "FAILED",
 }
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL", "interrupted": "FAIL", "lost": "FAIL"}
+NOTE_TAG = "mlflow.note.content"  # the description the MLflow UI shows above the runs table
+EXPERIMENT_NOTE = (
+    "One parent run per sweep (params: search space, sampler, pruner, budget; metrics: best trial), "
+    "one child run per trial (`trial-0007`). Pruned and diverged trials end FINISHED: read the "
+    "`sweeps.outcome` tag (complete, pruned, diverged, failed, interrupted, lost). Useful columns: "
+    "metrics `val_acc`, `final_val_acc`; param `lr`; tags `sweeps.outcome`, `diagnosis`."
+)
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_LENGTH = 6000
@@ -123,6 +134,70 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def sweep_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The parent run's params: the search space, sampler, pruner and budget, as the UI shows them.
+
+    ``cfg`` is the resolved sweep config as plain containers. Each search parameter is one param
+    (``search.lr`` = ``tag(log, interval(1e-4, 0.3))``); a mapping spec is written inline.
+    """
+    sweep, train = cfg["sweep"], cfg.get("train") or {}
+    params: dict[str, Any] = {
+        "objective": (cfg.get("objective") or {}).get("name"),
+        "sampler": sweep["sampler"],
+        "pruner": sweep["pruner"],
+        "n_trials": sweep["n_trials"],
+        "epochs": train.get("epochs"),
+        "metric": sweep["metric"],
+        "direction": sweep["direction"],
+        "seed": sweep.get("seed"),
+    }
+    for section in (sweep["sampler"], sweep["pruner"]):  # that algorithm's own knobs (tpe.*, hyperband.*)
+        for key, value in (sweep.get(section) or {}).items() if isinstance(sweep.get(section), Mapping) else ():
+            params[f"{section}.{key}"] = value
+    if sweep.get("timeout") is not None:
+        params["timeout"] = sweep["timeout"]
+    for name, spec in (cfg.get("search") or {}).items():
+        params[f"search.{name}"] = spec if isinstance(spec, str) else ", ".join(f"{k}: {v}" for k, v in spec.items())
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def best_trial_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """``{"train.lr": 0.008, "train.batch_size": 32, "train.schedule": "wsd"}`` ->
+    ``{"best.lr": 0.008, "best.batch_size": 32.0}``: the best trial's numeric values (as applied) as
+    parent-run metrics, sortable and chartable across sweeps."""
+    return {
+        f"best.{key.rsplit('.', 1)[-1]}": float(value)
+        for key, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
+def trial_run_name(number: int) -> str:
+    """``trial-0007``: sorts in trial order in the MLflow runs table."""
+    return f"trial-{int(number):04d}"
+
+
+def production_run_name(provenance: Mapping[str, Any] | None) -> str:
+    """``train-from-trial-0007`` for a config exported from a trial, plain ``train`` otherwise."""
+    trial = (provenance or {}).get("trial")
+    return f"train-from-{trial_run_name(trial)}" if trial is not None else "train"
+
+
+def loss_until_blow_up(losses: Sequence[float], limit: int = MAX_METRICS_PER_BATCH - 100) -> list[tuple[int, float]]:
+    """``(step, loss)`` pairs of a diverged trial's training loss, for the run's ``train_loss_step``.
+
+    A trial that blows up inside its first epoch has reported nothing; its per-step loss is what
+    shows the blow-up. Long histories are thinned evenly to ``limit`` points, keeping the last
+    finite step (the one the UI should show at the top of the curve).
+    """
+    finite = [(step, loss) for step, loss in enumerate(losses) if math.isfinite(loss)]
+    if len(finite) <= limit:
+        return finite
+    stride = math.ceil(len(finite) / limit)
+    thinned = finite[::stride]
+    return thinned if thinned[-1] == finite[-1] else [*thinned, finite[-1]]
+
+
 class SweepTracker:
     """The MLflow record of one study: experiment, parent run, child runs."""
 
@@ -140,7 +215,7 @@ class SweepTracker:
             location = None
             if artifact_location and urlparse(self.uri).scheme not in ("http", "https"):
                 location = Path(artifact_location).expanduser().resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location, tags={"sweeps.study_name": name})
+            return self.client.create_experiment(name, artifact_location=location, tags={"sweeps.study_name": name, NOTE_TAG: EXPERIMENT_NOTE})
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
@@ -166,6 +241,17 @@ class SweepTracker:
         self.set_tags(self.parent_run_id, tags)
         return self.parent_run_id
 
+    def log_new_params(self, run_id: str, params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """Log the params the run does not have yet; returns ``{key: (logged, now)}`` for changed ones.
+
+        MLflow params are immutable, and a resumed sweep may raise ``sweep.n_trials``: the first
+        value stays as the param and the caller records the new one as a tag.
+        """
+        existing = self.client.get_run(run_id).data.params
+        values = {key: str(value)[:MAX_PARAM_LENGTH] for key, value in params.items()}
+        self.log_params(run_id, {k: v for k, v in values.items() if k not in existing})
+        return {k: (existing[k], v) for k, v in values.items() if k in existing and existing[k] != v}
+
     def close_parent(self, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
         assert self.parent_run_id is not None, "open_parent() first"
         self.log_metrics(self.parent_run_id, None, metrics)
@@ -181,7 +267,7 @@ class SweepTracker:
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """A child run under the parent, with the trial's params and identifying tags."""
         run_id = self.start_run(
-            f"trial-{number:04d}",
+            trial_run_name(number),
             {ROLE_TAG: "trial", "sweeps.trial_number": str(number), "sweeps.state": "RUNNING", **tags},
             self.parent_run_id,
         )

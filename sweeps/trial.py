@@ -21,7 +21,7 @@ from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Report
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
 from sweeps.study import OUTCOME_ATTR, pruning_epochs, report_epochs
-from sweeps.tracking import MetricBuffer, SweepTracker, flatten
+from sweeps.tracking import MetricBuffer, SweepTracker, flatten, loss_until_blow_up
 
 Objective = Callable[[DictConfig, Reporter], float]
 RUN_ID_ATTR = "mlflow_run_id"
@@ -71,6 +71,8 @@ class TrialRunner:
             trial.set_user_attr("diverged_at_step", stop.step)
             trial.set_user_attr("diverged_lr", stop.lr)
             tags.update(self._diagnose(trial, reporter, trial_cfg, diverged_at_step=max(stop.step, 0)))
+            if not self.log_steps:  # with log_steps they are logged already
+                self._log_blow_up(reporter)
             self._end(trial, run_id, "diverged", tags)
             raise optuna.TrialPruned(str(stop)) from None
         except MetricMissing as err:
@@ -119,6 +121,12 @@ class TrialRunner:
             return False
         trial.report(value, epoch)
         return self.pruner_reads and trial.should_prune()
+
+    def _log_blow_up(self, reporter: TrialReporter) -> None:
+        """A diverged trial's training loss per step up to the blow-up (``train_loss_step``, ``lr_step``):
+        most diverge inside their first epoch, before any epoch metric exists."""
+        for step, loss in loss_until_blow_up(reporter.step_losses):
+            self.buffer.add(step, {"train_loss_step": loss, "lr_step": reporter.step_lrs[step]})
 
     def _log_steps(self, first_step: int, losses: list[float], lrs: list[float]) -> None:
         for i, (loss, lr) in enumerate(zip(losses, lrs)):

@@ -48,7 +48,10 @@ def test_run_then_resume_keeps_one_study_one_parent_and_a_child_per_trial(tmp_pa
     assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
     children = {int(r.data.tags["sweeps.trial_number"]): r for r in child_runs(client, experiment.experiment_id, parent.info.run_id)}
     assert sorted(children) == list(range(12))
-    expected_status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}
+    assert parent.data.params["sampler"] == "tpe" and parent.data.params["pruner"] == "hyperband"
+    assert parent.data.params["n_trials"] == "12" and parent.data.params["search.lr"].startswith("tag(log")
+    assert parent.data.metrics["best.lr"] == pytest.approx(study.best_params["lr"])
+    expected_status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}  # KILLED is for interrupts
     for trial in trials:
         run = children[trial.number]
         assert run.info.run_id == trial.user_attrs["mlflow_run_id"]
