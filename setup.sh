@@ -12,5 +12,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     || pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
     || pip install -q "torch>=2.3"
 fi
-pip install -q -e ".[dev]"
+# SWEEPS_EXTRAS adds optional extras, e.g. SWEEPS_EXTRAS=lcbench for objective=lcbench
+pip install -q -e ".[dev${SWEEPS_EXTRAS:+,$SWEEPS_EXTRAS}]"
 echo "sweeps is installed in .venv: run .venv/bin/sweeps --help"

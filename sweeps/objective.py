@@ -2,7 +2,9 @@
 
 Built-in objectives live in ``objectives/`` and are chosen with ``objective=<name>``; a user's own
 is chosen by import path (``objective=custom objective.target=mypkg.mymod:train``). Either way it is
-a plain ``(cfg, reporter) -> float`` callable that imports neither Optuna nor MLflow.
+a plain ``(cfg, reporter) -> float`` callable that imports neither Optuna nor MLflow. Its module may
+define ``check_config(cfg)``, raising ``ConfigError`` for what no trial could run without (data,
+packages, ranges): it runs before a sweep creates anything.
 """
 
 from __future__ import annotations
@@ -34,4 +36,7 @@ def load_objective(cfg: DictConfig) -> Objective:
     metrics = cfg.objective.get("metrics")
     if metrics is not None and cfg.sweep.metric not in metrics:
         raise ConfigError("sweep.metric", cfg.sweep.metric, f"not reported by objective {cfg.objective.name}", ", ".join(metrics))
+    check = getattr(module, "check_config", None)  # optional: what the objective needs (data, packages)
+    if callable(check):
+        check(cfg)
     return objective
