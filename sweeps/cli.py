@@ -98,7 +98,7 @@ def worker(
     from sweeps.config import compose_config
     from sweeps.signals import graceful_stop
     from sweeps.study import finished_count
-    from sweeps.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, total_reached, work
+    from sweeps.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, stored_total, total_reached, work
 
     local = compose_config(overrides or [], config_dir)
     plan = plan_sweep(config_from_study(local, overrides or []))
@@ -109,7 +109,7 @@ def worker(
             raise ConfigError("sweep.metric", plan.cfg.sweep.metric, aborted)
         if total_reached(sweep):
             close_sweep(sweep, "FINISHED", ran)
-    print(f"worker: ran {ran} trials; study {sweep.study.study_name} has {finished_count(sweep.study)}/{plan.cfg.sweep.n_trials} finished")
+    print(f"worker: ran {ran} trials; study {sweep.study.study_name} has {finished_count(sweep.study)}/{stored_total(sweep.study)} finished")
     if stop.requested():
         _stopped(stop)
 
@@ -173,6 +173,21 @@ def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(
         print(json.dumps({"study": study.study_name, "n_trials": int(cfg.sweep.n_trials), "trials": rows, "best": best}, indent=1, default=str))
         return
     make_console().print(status_table(study, rows, str(cfg.sweep.metric), int(cfg.sweep.n_trials)))
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def extend(
+    study_name: str = typer.Argument(..., help="The study"),
+    n_trials: int = typer.Argument(..., help="Its new total number of trials"),
+    overrides: Optional[list[str]] = OVERRIDES,
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Set a study's total (sweep.n_trials); running workers take it up before their next trial."""
+    from sweeps.sweep import extend as extend_study
+
+    study, _cfg = _open_study_config([study_name, *(overrides or [])], config_dir)
+    previous = extend_study(study, n_trials)
+    print(f"study {study.study_name}: total {previous} -> {n_trials}; running workers continue to it, or run: sweeps worker sweep.study_name={study.study_name}")
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -328,11 +343,14 @@ def ui(
     dashboard: bool = typer.Option(False, "--dashboard", help="Also start optuna-dashboard on the study storage (port + 1)"),
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
-    """Start the MLflow UI for the configured tracking store on 127.0.0.1 and print its URL."""
+    """Start the MLflow UI for the configured tracking store on 127.0.0.1 and print its URL.
+
+    One server worker, no job runner, quiet; the server is ended with this command (Ctrl-C, SIGTERM).
+    """
     import shutil
-    import subprocess
 
     from sweeps.config import compose_config
+    from sweeps.ui import serve
 
     cfg = compose_config(overrides or [], config_dir)
     uri = str(cfg.tracking.uri)
@@ -343,15 +361,11 @@ def ui(
     if dashboard:
         if shutil.which("optuna-dashboard") is None:
             raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install optuna-dashboard")
-        extra.append(subprocess.Popen(["optuna-dashboard", str(cfg.storage.url), "--host", "127.0.0.1", "--port", str(port + 1)]))
+        extra.append(["optuna-dashboard", str(cfg.storage.url), "--host", "127.0.0.1", "--port", str(port + 1)])
         print(f"Optuna dashboard: http://127.0.0.1:{port + 1}")
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store {uri}; Ctrl-C to stop)")
-    mlflow = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    try:
-        subprocess.run(mlflow, check=False)
-    finally:
-        for process in extra:
-            process.terminate()
+    code = serve(uri, port, extra=extra, say=lambda line: print(line, flush=True))
+    if code:
+        raise typer.Exit(code)
 
 
 def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):

@@ -18,6 +18,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
+from sweeps.accelerator import guard_out_of_memory
 from sweeps.config import to_yaml
 from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError
@@ -97,8 +98,11 @@ def open_sweep(plan: SweepPlan) -> Sweep:
     """Create or resume the study and its parent run; fail stale trials, close their runs."""
     cfg = plan.cfg
     study = open_study(cfg, plan.space)
-    if CONFIG_ATTR not in study.user_attrs:
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
         study.set_user_attr(CONFIG_ATTR, shareable_config(cfg))
+    elif stored_total(study) != int(cfg.sweep.n_trials):
+        set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
     tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
     reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
     reaper(study)
@@ -114,10 +118,11 @@ def open_sweep(plan: SweepPlan) -> Sweep:
 def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag | None = None, max_trials: int | None = None) -> tuple[int, str | None]:
     """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
     plan = sweep.plan
-    runner = TrialRunner(plan.cfg, plan.space, plan.objective, sweep.tracker, stop)
+    runner = TrialRunner(plan.cfg, plan.space, guard_out_of_memory(plan.objective), sweep.tracker, stop)  # GPU OOM fails the trial only
     slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name)
     try:
-        ran = run_trials(sweep.study, runner, int(plan.cfg.sweep.n_trials), [*callbacks, sweep.reaper], stop, max_trials, slots=slots)
+        total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
+        ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots)
     finally:
         slots.close()
     return ran, runner.aborted
@@ -147,7 +152,34 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
 
 
 def total_reached(sweep: Sweep) -> bool:
-    return finished_count(sweep.study) >= int(sweep.plan.cfg.sweep.n_trials)
+    return finished_count(sweep.study) >= stored_total(sweep.study, default=int(sweep.plan.cfg.sweep.n_trials))
+
+
+def stored_total(study: optuna.Study, default: int | None = None) -> int | None:
+    """The study's total as stored with its config (``sweeps run`` and ``sweeps extend`` change it)."""
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    try:
+        return int(stored["sweep"]["n_trials"])
+    except (TypeError, KeyError, ValueError):
+        return default
+
+
+def extend(study: optuna.Study, n_trials: int) -> int:
+    """``sweeps extend``: set the study's total to ``n_trials``; returns the previous total."""
+    finished = finished_count(study)
+    if n_trials < max(1, finished):
+        raise ConfigError("N", n_trials, f"study {study.study_name!r} already has {finished} finished trials", f"an integer >= {max(1, finished)}")
+    previous = stored_total(study)
+    set_total(study, n_trials)
+    return previous
+
+
+def set_total(study: optuna.Study, n_trials: int) -> None:
+    """Store a new total: the CLI's next status shows it and every running worker takes it up
+    before its next trial (``work`` re-reads it), so raising it mid-sweep reaches all of them."""
+    stored = dict(study.user_attrs.get(CONFIG_ATTR) or {})
+    stored["sweep"] = {**stored.get("sweep", {}), "n_trials": int(n_trials)}
+    study.set_user_attr(CONFIG_ATTR, stored)
 
 
 def run_sweep(

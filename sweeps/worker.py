@@ -55,7 +55,7 @@ def ended_trial_runs(study: optuna.Study) -> Iterator[tuple[str, str, str]]:
 def run_trials(
     study: optuna.Study,
     runner: TrialRunner,
-    total: int,
+    total: int | Callable[[], int],
     callbacks: Sequence[TrialCallback] = (),
     stop: StopFlag | None = None,
     max_trials: int | None = None,
@@ -71,6 +71,7 @@ def run_trials(
     critical section across workers (``sweeps.trial_slots``). Also stops on a stop request, an
     aborted sweep, an exhausted grid, or after ``max_trials`` here. A trial whose objective raised is
     recorded as failed and the loop goes on (``catch``). Returns how many trials this call ran.
+    ``total`` may be a function: it is read again before every trial (a total raised mid-sweep).
     """
     stop = stop or StopFlag()
     slots = slots or TrialSlots(None, study.study_name)  # one process: nothing to lock
@@ -88,9 +89,10 @@ def run_trials(
             trials = study.get_trials(deepcopy=False)
             finished = sum(counts_toward_total(t) for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            if finished >= total:
+            limit = total() if callable(total) else total
+            if finished >= limit:
                 break
-            if finished + running >= total:
+            if finished + running >= limit:
                 slots.release()
                 time.sleep(poll_seconds)
                 fail_stale_trials(study)
