@@ -370,14 +370,14 @@ def ui(
 
 def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):
     """Create/resume the sweep here, run ``workers`` worker processes on it, watch, close."""
-    from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids
+    from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids, store_settings, store_urls_env
     from sweeps.sweep import close_sweep, open_sweep, total_reached
 
     cfg = plan.cfg
     sweep = open_sweep(plan)
     progress.show_existing(sweep.study)
-    common = [f"storage.url={cfg.storage.url}", f"tracking.uri={cfg.tracking.uri}", f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
-    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir)
+    common = [*store_settings(cfg), f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
+    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir, env=store_urls_env(cfg))
     codes = local.wait(lambda: progress.on_trial_end(sweep.study, None), stop.requested)
     report = local.failure_report(codes)
     if report:
@@ -387,6 +387,7 @@ def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[
 
 def _print_results(console: Console, plan, result) -> None:
     from sweeps.console import best_config_yaml, counts_line, trials_table
+    from sweeps.redact import redact
     from sweeps.sweep import best_config
 
     cfg = plan.cfg
@@ -401,7 +402,8 @@ def _print_results(console: Console, plan, result) -> None:
     if result.report is not None and result.report.diagnosis is not None:
         for line in result.report.diagnosis.recommendations:
             console.print(f"[bold]advice:[/bold] {line}")
-    console.print(f"browse: mlflow ui --backend-store-uri {cfg.tracking.uri}")
+    store = "" if str(cfg.tracking.uri) == "sqlite:///mlflow.db" else f" tracking.uri={redact(str(cfg.tracking.uri))}"
+    console.print(f"browse: sweeps ui{store}   (then open http://127.0.0.1:5000)")
 
 
 def _stopped(stop) -> None:
