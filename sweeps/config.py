@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import ConfigError
 from sweeps.optimizers import OPTIMIZERS
+from sweeps.redact import redact
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
@@ -80,7 +81,8 @@ def validate(cfg: DictConfig) -> None:
 
 
 def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    """The resolved config as YAML, with any URL's password hidden (it is written to artifacts)."""
+    return redact(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _keep_search_expression(override: str) -> str:

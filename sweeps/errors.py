@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sweeps.redact import redact
+
 
 class ConfigError(ValueError):
     """A user-facing configuration error: ``key=value: problem; allowed: ...``."""
@@ -17,7 +19,13 @@ class ConfigError(ValueError):
         self.value = value
         self.problem = problem
         self.allowed = allowed
-        message = f"{key}={value!r}: {problem}"
+        # one line that fits a terminal: long parts are cut, any URL's password hidden
+        message = f"{_cut(str(key), 80)}={_cut(repr(value), 100)}: {_cut(str(problem), 160)}"
         if allowed:
-            message += f"; allowed: {allowed}"
-        super().__init__(message)
+            message += f"; allowed: {_cut(str(allowed), 120)}"
+        super().__init__(redact(" ".join(message.split())))
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` shortened to about ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"

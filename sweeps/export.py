@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial
 
 from sweeps.errors import ConfigError
 from sweeps.space import apply_params, parse_search_space
-from sweeps.study import redact
+from sweeps.redact import redact
 
 # Batch-size scaling rules: the LR factor for a batch-size ratio k.
 LR_SCALING = {
@@ -60,7 +60,7 @@ def export_config(cfg: DictConfig, origin: dict[str, Any], path: str | Path) -> 
     data["provenance"] = {**origin, "seed": data.get("train", {}).get("seed")}  # the seed it trained with
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
+    path.write_text(redact(OmegaConf.to_yaml(OmegaConf.create(data))))  # a value from ${oc.env:...} may hold one
     return path
 
 

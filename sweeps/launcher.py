@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
+from sweeps.redact import redact
 
 POSTGRES_HINT = "storage=postgres with SWEEPS_STORAGE_URL=postgresql+psycopg://user:password@host:5432/optuna"
 SERVER_HINT = "run `mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1` and set tracking.uri=http://127.0.0.1:5000"
@@ -48,6 +49,23 @@ def check_shared_stores(cfg: DictConfig, workers: int) -> None:
         )
     if urlparse(str(cfg.tracking.uri)).scheme in ("sqlite", "", "file"):
         raise ConfigError("tracking.uri", str(cfg.tracking.uri), f"{workers} workers cannot write one local MLflow store", SERVER_HINT)
+
+
+def store_urls_env(cfg: DictConfig) -> dict[str, str]:
+    """The store URLs for local workers, as the environment variables the config reads
+    (``conf/storage``, ``conf/tracking``): a URL holds the database password, and a process's
+    command line is visible to every user of the machine (``ps``); its environment is not."""
+    return {"SWEEPS_STORAGE_URL": str(cfg.storage.url), "MLFLOW_TRACKING_URI": str(cfg.tracking.uri)}
+
+
+def store_settings(cfg: DictConfig) -> list[str]:
+    """The other ``storage.*`` / ``tracking.*`` settings of this sweep, as worker overrides."""
+    overrides = []
+    for section, secret in (("storage", "url"), ("tracking", "uri")):
+        for key, value in OmegaConf.to_container(cfg[section], resolve=True).items():
+            if key != secret and not isinstance(value, (dict, list)):
+                overrides.append(f"{section}.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}")
+    return overrides
 
 
 def gpu_ids(setting: Any) -> list[str]:
@@ -85,14 +103,15 @@ def assign_workers(workers: int, gpus: Sequence[str], threads_setting: Any, cpu_
 class LocalWorkers:
     """Start ``sweeps worker`` processes, forward stop signals, wait, report failures."""
 
-    def __init__(self, assignments: Sequence[Assignment], common: Sequence[str], config_dir: str | None = None) -> None:
+    def __init__(self, assignments: Sequence[Assignment], common: Sequence[str], config_dir: str | None = None, env: dict[str, str] | None = None) -> None:
+        """``env``: added to every worker's environment (the store URLs: never on a command line)."""
         self.log_dir = Path(tempfile.mkdtemp(prefix="sweeps-workers-"))
         self.processes: list[subprocess.Popen] = []
         for assignment in assignments:
             command = [sys.executable, "-m", "sweeps.cli", "worker", *(["--config-dir", config_dir] if config_dir else []), *common, *assignment.overrides]
             log = open(self.log_dir / f"worker-{assignment.index}.log", "w")
             self.processes.append(
-                subprocess.Popen(command, env={**os.environ, **assignment.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                subprocess.Popen(command, env={**os.environ, **(env or {}), **assignment.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             )
 
     def signal_all(self, signum: int) -> None:
@@ -117,5 +136,5 @@ class LocalWorkers:
         for index, code in enumerate(codes):
             if code not in (0, 130, 143):
                 tail = (self.log_dir / f"worker-{index}.log").read_text().strip().splitlines()[-3:]
-                lines.append(f"worker {index} exited {code}: " + " | ".join(tail))
+                lines.append(redact(f"worker {index} exited {code}: " + " | ".join(tail)))
         return "\n".join(lines)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.errors import ConfigError
+from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
 from sweeps.sqlite_tuning import tune_sqlite_connections
@@ -45,14 +46,6 @@ def check_storage(url: str) -> None:
         engine.dispose()
     except Exception as err:  # the driver's own error says why (refused, auth, missing database)
         raise ConfigError("storage.url", redact(url), f"cannot connect ({_first_line(err)})") from None
-
-
-def redact(url: str) -> str:
-    """The URL with any password hidden, for messages, tags and logs."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
 
 
 def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:

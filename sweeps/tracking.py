@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.errors import ConfigError
+from sweeps.redact import redact  # every param, tag and text artifact: no password in the store
 from sweeps.sqlite_tuning import tune_sqlite_connections
 
 ROLE_TAG = "sweeps.role"
@@ -284,7 +285,7 @@ class SweepTracker:
         """
         now = int(time.time() * 1000)
         final = [Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]
-        all_tags = [RunTag(k, str(v)) for k, v in {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags}.items()]
+        all_tags = [RunTag(k, redact(str(v))) for k, v in {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags}.items()]
         write_batches(self.client, run_id, [*pending, *final], all_tags)
         self.client.set_terminated(run_id, status=OUTCOME_STATUS[outcome])
 
@@ -302,16 +303,16 @@ class SweepTracker:
         write_batches(self.client, run_id, batch)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
+        items = [Param(key, redact(str(value))[:MAX_PARAM_LENGTH]) for key, value in params.items()]
         for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH], synchronous=True)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+            self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()], synchronous=True)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        self.client.log_text(run_id, redact(text), artifact_file)
 
     def running_trial_runs(self) -> dict[str, str]:
         """``{run_id: trial number}`` of child runs still marked RUNNING."""

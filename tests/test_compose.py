@@ -184,7 +184,8 @@ def effective_instructions(stages: dict[str, dict], name: str) -> list[tuple[str
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
-    return read_env_file(ENV_EXAMPLE)
+    """.env.example as a user fills it in: its empty POSTGRES_PASSWORD set (compose refuses it empty)."""
+    return {**read_env_file(ENV_EXAMPLE), "POSTGRES_PASSWORD": "a1b2c3d4e5f60718293a4b5c6d7e8f90"}
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +300,23 @@ def test_interpolation_needs_the_password(raw: dict, env: dict[str, str]) -> Non
     without = {k: v for k, v in env.items() if k != "POSTGRES_PASSWORD"}
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate_tree(raw, without)
+    # the example file's placeholder is empty: a stack started without editing .env is refused,
+    # never run with a password published in this repository
+    assert read_env_file(ENV_EXAMPLE)["POSTGRES_PASSWORD"] == ""
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate_tree(raw, read_env_file(ENV_EXAMPLE))
+
+
+def test_no_password_on_any_command_line(raw: dict, services: dict, env: dict[str, str]) -> None:
+    """A process's arguments are visible to every user of the host (ps): URLs go in the environment."""
+    for name, service in raw["services"].items():
+        for field in ("command", "entrypoint"):
+            assert "PASSWORD" not in str(service.get(field, "")), f"{name}.{field} holds the password"
+        for field in ("command", "entrypoint"):
+            assert env["POSTGRES_PASSWORD"] not in str(services[name].get(field, "")), f"{name}.{field}"
+    dashboard_env = env_of(services["optuna-dashboard"])
+    assert re.fullmatch(r"postgresql\+psycopg://[^:]+:[^@]+@postgres:5432/optuna", dashboard_env["OPTUNA_STORAGE_URL"])
+    assert "OPTUNA_STORAGE_URL" in " ".join(command_args(services["optuna-dashboard"]["entrypoint"]))
 
 
 def test_worker(raw: dict, services: dict, env: dict[str, str]) -> None:
@@ -345,7 +363,8 @@ def test_mlflow_server(each_services: dict) -> None:
     assert mlflow["entrypoint"] == ["mlflow"]
     args = command_args(mlflow["command"])
     assert args[0] == "server"
-    assert re.fullmatch(r"postgresql\+psycopg://[^:]+:[^@]+@postgres:5432/mlflow", option(args, "--backend-store-uri"))
+    assert "--backend-store-uri" not in args  # from MLFLOW_BACKEND_STORE_URI: no password in ps
+    assert re.fullmatch(r"postgresql\+psycopg://[^:]+:[^@]+@postgres:5432/mlflow", env_of(mlflow)["MLFLOW_BACKEND_STORE_URI"])
     assert "--serve-artifacts" in args
     assert option(args, "--artifacts-destination") == "/mlartifacts"
     assert "mlartifacts:/mlartifacts" in mlflow["volumes"]
