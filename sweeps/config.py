@@ -21,8 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import ConfigError
+from sweeps.launcher import check_packing
 from sweeps.optimizers import OPTIMIZERS
+from sweeps.precision import check_precision
 from sweeps.redact import redact
+from sweeps.validation import check_settings, check_train
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
@@ -55,6 +58,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
 
 def validate(cfg: DictConfig) -> None:
     """Check the keys the service itself reads; objectives validate their own."""
+    check_settings(cfg)  # sweeps.validation: types and ranges of sweep.*, storage.*, tracking.*
     _positive_int(cfg, "train.epochs")
     _positive_int(cfg, "sweep.n_trials")
     _positive_int(cfg, "train.batch_size")
@@ -78,6 +82,9 @@ def validate(cfg: DictConfig) -> None:
     device = str(cfg.train.device)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError("train.device", device, "unknown device", "auto, cpu, cuda, cuda:N")
+    check_train(OmegaConf.to_container(cfg.train, resolve=True))  # the trainer's own ranges, schedule included
+    check_precision(cfg.train)  # train.precision, compile, deterministic (fp16 needs CUDA)
+    check_packing(cfg.sweep)  # sweep.workers, sweep.trials_per_gpu
 
 
 def to_yaml(cfg: DictConfig) -> str:

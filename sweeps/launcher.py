@@ -51,6 +51,52 @@ def check_shared_stores(cfg: DictConfig, workers: int) -> None:
         raise ConfigError("tracking.uri", str(cfg.tracking.uri), f"{workers} workers cannot write one local MLflow store", SERVER_HINT)
 
 
+def check_packing(sweep_cfg: Any) -> None:
+    """``sweep.workers`` (a positive number or ``auto``) and ``sweep.trials_per_gpu`` (a positive number)."""
+    per_gpu = sweep_cfg.get("trials_per_gpu", 1)
+    if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
+        raise ConfigError("sweep.trials_per_gpu", per_gpu, "must be a positive integer (local workers pinned to each GPU)")
+    workers = sweep_cfg.get("workers", 1)
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError("sweep.workers", workers, "must be a positive integer or auto", "auto = sweep.trials_per_gpu x GPUs, 1 without GPUs")
+
+
+def worker_count(setting: Any, trials_per_gpu: int, gpus: Sequence[str], shared_stores: bool) -> tuple[int, str | None]:
+    """How many local workers ``sweep.workers`` means, and a note when ``auto`` had to settle for one.
+
+    A number is kept. ``auto``: ``trials_per_gpu`` per GPU when GPUs are present, else 1; several
+    workers need stores that take several writers, so on the embedded SQLite stores ``auto`` stays
+    at 1 and says why (an explicit number there is refused by ``check_shared_stores``).
+    """
+    if setting != "auto":
+        return int(setting), None
+    packed = int(trials_per_gpu) * len(gpus)
+    if packed <= 1:
+        return 1, None
+    if not shared_stores:
+        return 1, (
+            f"sweep.workers=auto: 1 worker, not {trials_per_gpu} x {len(gpus)} GPUs = {packed}: "
+            f"several workers need shared stores ({POSTGRES_HINT}; tracking: {SERVER_HINT})"
+        )
+    return packed, None
+
+
+def resolve_workers(cfg: DictConfig) -> tuple[int, str | None]:
+    """``sweep.workers`` of a composed config as a number (``worker_count``); GPUs are counted only for ``auto``."""
+    setting = cfg.sweep.get("workers", 1)
+    on_gpu = setting == "auto" and str(cfg.train.get("device", "auto")) != "cpu"
+    gpus = gpu_ids(cfg.sweep.get("gpus", "auto")) if on_gpu else []
+    return worker_count(setting, int(cfg.sweep.get("trials_per_gpu", 1)), gpus, stores_take_several_writers(cfg))
+
+
+def stores_take_several_writers(cfg: DictConfig) -> bool:
+    try:
+        check_shared_stores(cfg, 2)
+    except ConfigError:
+        return False
+    return True
+
+
 def store_urls_env(cfg: DictConfig) -> dict[str, str]:
     """The store URLs for local workers, as the environment variables the config reads
     (``conf/storage``, ``conf/tracking``): a URL holds the database password, and a process's
@@ -82,6 +128,9 @@ def gpu_ids(setting: Any) -> list[str]:
 def assign_workers(workers: int, gpus: Sequence[str], threads_setting: Any, cpu_count: int | None = None) -> list[Assignment]:
     """One GPU per worker, round-robin over ``gpus``; without GPUs, CPU threads split between workers.
 
+    With ``sweep.trials_per_gpu=k`` there are k x GPUs workers, so each GPU id gets k of them, each a
+    process with its own CUDA context that sees only its GPU (``CUDA_VISIBLE_DEVICES``, as ``cuda:0``).
+    ``SWEEPS_WORKERS_PER_GPU`` tells a worker how many share its GPU (named in out-of-memory errors).
     ``threads_setting`` is ``train.threads``: a number is kept; ``auto`` becomes cores // workers so
     the workers together never oversubscribe the CPU.
     """
@@ -92,6 +141,7 @@ def assign_workers(workers: int, gpus: Sequence[str], threads_setting: Any, cpu_
         overrides: list[str] = []
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+            env["SWEEPS_WORKERS_PER_GPU"] = str(len(range(index % len(gpus), workers, len(gpus))))
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
         if threads_setting in (None, "auto"):

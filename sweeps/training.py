@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweeps.accelerator import compile_model, prepare_device, to_device
 from sweeps.diagnosis import loss_exploded
 from sweeps.optimizers import build_optimizer, set_train_mode
+from sweeps.precision import MixedPrecision, clip_gradients, plain
 from sweeps.reporter import Diverged, Reporter
 from sweeps.rung_eval import TrainerHooks, make_rung_evaluator
 from sweeps.schedules import apply_lr, build_schedule
@@ -91,7 +94,7 @@ def batches(data: Batch, batch_size: int, generator: torch.Generator) -> Iterato
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024, precision: MixedPrecision | None = None) -> dict[str, float]:
     """Mean loss (``val_loss``) and accuracy (``val_acc``, classification only) over ``data``."""
     model.eval()
     inputs, targets = data
@@ -99,8 +102,10 @@ def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) 
     correct = torch.zeros((), device=inputs.device)
     for start in range(0, len(inputs), batch_size):
         x, y = inputs[start : start + batch_size], targets[start : start + batch_size]
-        outputs = model(x)
-        loss_sum += task.loss_fn(outputs, y) * len(x)
+        with precision.autocast() if precision else nullcontext():
+            outputs = model(x)
+            loss = task.loss_fn(outputs, y)
+        loss_sum += loss.float() * len(x)
         if task.count_correct is not None:
             correct += task.count_correct(outputs, y)
     metrics = {"val_loss": (loss_sum / len(inputs)).item()}
@@ -110,17 +115,29 @@ def evaluate(model: nn.Module, task: Task, data: Batch, batch_size: int = 1024) 
 
 
 def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, batch: Batch, lr: float, grad_clip: float | None
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    batch: Batch,
+    lr: float,
+    grad_clip: float | None,
+    precision: MixedPrecision | None = None,
 ) -> torch.Tensor:
-    """One optimizer step at ``lr``: write the LR, forward, backward, clip, step. Returns the loss."""
+    """One optimizer step at ``lr``: write the LR, forward, backward, clip, step. Returns the loss.
+
+    ``precision`` (``sweeps/precision.py``): forward and loss under autocast, fp16's loss scaling;
+    ``None`` is plain float32.
+    """
     inputs, targets = batch
     apply_lr(optimizer, lr)
-    loss = task.loss_fn(model(inputs), targets)
+    precision = precision or plain(inputs.device.type)
+    with precision.autocast():
+        loss = task.loss_fn(model(inputs), targets)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    precision.scale(loss).backward()
     if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(grad_clip))
-    optimizer.step()
+        clip_gradients(precision, optimizer, model.parameters(), float(grad_clip))
+    precision.step(optimizer)  # fp16: skipped when the gradients overflowed, then the scale adapts
     return loss
 
 
@@ -143,11 +160,14 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     device = resolve_device(str(train_cfg.get("device", "auto")))
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(train_cfg.get("threads", "auto")))
+    precision = MixedPrecision(str(train_cfg.get("precision", "fp32")), device.type)
+    prepare_device(device, bool(train_cfg.get("deterministic", True)))
     seed = int(train_cfg.get("seed", 0))
     torch.manual_seed(seed)
     model = task.build_model().to(device)
-    train_data = tuple(t.to(device) for t in task.train_data)
-    val_data = tuple(t.to(device) for t in task.val_data)
+    forward_model = compile_model(model, bool(train_cfg.get("compile", False)))  # compiled at its first call, in this trial's time
+    train_data = tuple(to_device(t, device) for t in task.train_data)
+    val_data = tuple(to_device(t, device) for t in task.val_data)
     batch_size = int(train_cfg["batch_size"])
     epochs = int(train_cfg["epochs"])
     steps_per_epoch = math.ceil(len(train_data[0]) / batch_size)
@@ -157,9 +177,10 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     grad_clip = train_cfg.get("grad_clip")
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(metrics={}, model=model)
+    branch_precision = precision.fresh()  # a cooldown branch must not move the trial's fp16 loss scale
     hooks = TrainerHooks(
-        train_step=lambda m, opt, batch, lr: train_step(m, opt, task, batch, lr, grad_clip),
-        evaluate=lambda m: evaluate(m, task, val_data),
+        train_step=lambda m, opt, batch, lr: train_step(m, opt, task, batch, lr, grad_clip, branch_precision),
+        evaluate=lambda m: evaluate(m, task, val_data, precision=precision),
         epoch_batches=lambda gen: batches(train_data, batch_size, gen),
     )
     # Duck-typed: a sweep's reporter knows where its pruner reads; None = every epoch but the last.
@@ -173,7 +194,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
         epoch_loss = 0.0
         for batch in batches(train_data, batch_size, generator):
             lr = schedule(step)
-            loss = train_step(model, optimizer, task, batch, lr, grad_clip)
+            loss = train_step(forward_model, optimizer, task, batch, lr, grad_clip, precision)
             rungs.after_step(model)
             loss_value = loss.item()  # a CPU-GPU sync point, paid once per step for the divergence guard
             result.step_losses.append(loss_value)
@@ -184,7 +205,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
             epoch_loss += loss_value
             step += 1
         set_train_mode(optimizer, False)  # schedule-free: evaluate at the averaged point
-        metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(model, task, val_data), "lr": lr}
+        metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(forward_model, task, val_data, precision=precision), "lr": lr}
         metrics.update(rungs.epoch_metrics(epoch, step, lr))  # after the live evaluation; never changes the live model
         result.metrics = metrics
         _record_steps(reporter, result, epoch_start)
