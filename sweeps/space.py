@@ -104,6 +104,9 @@ class SearchSpace:
                 grid[param.name] = list(dist.choices)
             elif isinstance(dist, IntDistribution) and not dist.log:
                 grid[param.name] = list(range(dist.low, dist.high + 1, dist.step))
+            elif isinstance(dist, FloatDistribution) and dist.step is not None and not dist.log:
+                count = round((dist.high - dist.low) / dist.step) + 1  # a float range(), stop excluded already
+                grid[param.name] = [round(dist.low + i * dist.step, 12) for i in range(count)]
             else:
                 raise ConfigError(
                     f"search.{param.name}", _describe(dist), "sweep.sampler=grid needs finite values", "choice(...) or range(a, b)"
