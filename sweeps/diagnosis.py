@@ -20,7 +20,14 @@ Checks, in order; the first that fires names the verdict:
                   fell by the same share after that epoch.
 3. oscillating -- the step-to-step spread around the trend is large both against the starting loss
                   and against the trend's drop; or the trend rose above its start and never recovered.
-4. plateau / slow / healthy -- by the trend's relative drop from the first loss.
+4. plateau / slow / healthy -- by the trend's relative drop from the first loss; ``slow`` only while
+                  the trend still falls over the run's second half (``still_falling``), else plateau.
+
+Every verdict read from a curve carries ``tail_drop`` (the trend's fall over the second half, over
+the first loss) and, when the classes are known, ``near_chance`` (1: the run ends at ln(classes)
+with accuracy at chance). One curve cannot tell a too-low LR at chance from a collapse that never
+rose above its start; the sweep report can, by the trial's LR against the best trial's
+(``sweeps.sweep_diagnosis.reread``), and it also decides "slow" against the best trial's value.
 
 The trend is a rolling median (robust to a single spike, which therefore does not count as
 oscillation); the spread is the median absolute deviation of the residuals, scaled to a std. The
@@ -84,6 +91,9 @@ class Thresholds:
     - ``overfit_margin`` 0.1: digits on 100 examples (no weight decay) rises 33 % above its val-loss
       minimum, tiny_transformer on 64 sequences 20 %, tiny on 100 sequences 11–13 %; healthy runs'
       validation loss does not rise (digits measured with zero-variance pixels left unscaled).
+    - ``still_falling`` 0.01: the trend's fall over the second half of the run, over the first loss,
+      under warmup + cosine, 9 epochs: too-low LRs 0.013 (tiny 1e-5), 0.039 (tiny 1e-4), 0.048
+      (digits 1.8e-4); a finished good run 0.0018 (digits 1e-2). A "slow" run must still be falling.
     """
 
     explode_factor: float = 10.0
@@ -97,6 +107,7 @@ class Thresholds:
     oscillation_noise: float = 0.1
     oscillation_to_drop: float = 0.15
     overfit_margin: float = 0.1
+    still_falling: float = 0.01
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -188,10 +199,15 @@ def diagnose(curves: Curves, thresholds: Thresholds = Thresholds()) -> Diagnosis
     noisy = shape["noise_to_start"] >= t.oscillation_noise and shape["noise_to_drop"] >= t.oscillation_to_drop
     if noisy or (shape["rise"] >= shape["rise_needed"] and shape["progress"] < t.slow_progress):
         return verdict("oscillating", **{k: shape[k] for k in ("noise_to_start", "noise_to_drop", "rise", "progress")})
-    summary = {k: shape[k] for k in ("progress", "start_loss", "end_loss", "noise_to_start")}
-    if shape["progress"] < t.plateau_progress:
-        return verdict("plateau", **summary)
-    return verdict("slow" if shape["progress"] < t.slow_progress else "healthy", **summary)
+    summary = {k: shape[k] for k in ("progress", "start_loss", "end_loss", "noise_to_start", "tail_drop")}
+    if shape["progress"] < t.plateau_progress or (shape["progress"] < t.slow_progress and shape["tail_drop"] < t.still_falling):
+        found = verdict("plateau", **summary)
+    else:
+        found = verdict("slow" if shape["progress"] < t.slow_progress else "healthy", **summary)
+    if _near_chance(curves, shape, t):  # a too-low LR or a collapse that never rose: the sweep decides
+        advice = found.advice if found.verdict == "healthy" else f"{found.advice}; but it ends at chance level: above the sweep's best LR that is a collapse (lower the LR ~10x)"
+        found = Diagnosis(found.verdict, {**found.evidence, "near_chance": 1.0}, advice)
+    return found
 
 
 def _shape(losses: list[float], t: Thresholds) -> dict[str, float]:
@@ -206,6 +222,7 @@ def _shape(losses: list[float], t: Thresholds) -> dict[str, float]:
     start, end = float(values[0]), float(trend[-1])
     scale = start if start > 0 else (float(np.max(np.abs(values))) or 1.0)  # relative measures need a positive start
     drop = start - end
+    middle = float(trend[len(trend) // 2])
     return {
         "start_loss": start,
         "end_loss": end,
@@ -214,6 +231,7 @@ def _shape(losses: list[float], t: Thresholds) -> dict[str, float]:
         "rise": float(trend.max()) / scale - 1.0,
         "noise_to_start": noise / scale,
         "noise_to_drop": noise / drop if drop > 0 else math.inf,
+        "tail_drop": (middle - end) / scale,  # still falling over the second half?
         # The first loss is one batch: a rise (or a fall below zero progress) counts once it beats
         # both the margin and two standard deviations of the batch noise.
         "rise_needed": max(t.rise_margin, 2 * noise / scale),
@@ -238,6 +256,16 @@ def _chance_collapse(curves: Curves, shape: dict[str, float], t: Thresholds) -> 
             return None
         evidence |= {"val_acc": accuracy, "chance_acc": 1.0 / curves.n_classes}
     return evidence
+
+
+def _near_chance(curves: Curves, shape: dict[str, float], t: Thresholds) -> bool:
+    """Ends at ln(classes) (within ``chance_band``) with accuracy, when known, at chance."""
+    if not curves.n_classes or curves.n_classes < 2:
+        return False
+    if abs(shape["end_loss"] / math.log(curves.n_classes) - 1.0) > t.chance_band:
+        return False
+    accuracy = next((e["val_acc"] for e in reversed(curves.epochs) if "val_acc" in e), None)
+    return accuracy is None or accuracy <= t.chance_acc_multiple / curves.n_classes
 
 
 def _overfitting(epochs: Sequence[Mapping[str, float]], t: Thresholds) -> dict[str, float] | None:

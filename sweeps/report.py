@@ -15,6 +15,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from sweeps.diagnosis import Thresholds
 from sweeps.plots import PlotSet, write_study_plots
 from sweeps.space import parse_search_space
 from sweeps.sweep_diagnosis import SweepDiagnosis, TrialRow, diagnose_sweep, plot_sweep_diagnosis
@@ -35,16 +36,25 @@ def sweep_diagnosis(study: optuna.Study, cfg: DictConfig) -> SweepDiagnosis | No
 
     Only completed trials have a final value (a pruned trial's last value is mid-schedule).
     """
-    rows = diagnosis_rows(study)
+    rows = diagnosis_rows(study, _still_falling(cfg))
     return diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
 
 
-def diagnosis_rows(study: optuna.Study) -> list[TrialRow]:
-    return [
-        TrialRow(t.number, t.params["lr"], t.value if t.state == TrialState.COMPLETE else None, t.user_attrs["diagnosis"])
-        for t in study.get_trials(deepcopy=False)
-        if "lr" in t.params and "diagnosis" in t.user_attrs
-    ]
+def diagnosis_rows(study: optuna.Study, still_falling: float = Thresholds.still_falling) -> list[TrialRow]:
+    """One row per diagnosed trial with an ``lr``: its verdict and the curve evidence the sweep rereads."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if "lr" not in t.params or "diagnosis" not in t.user_attrs:
+            continue
+        evidence = (t.user_attrs.get("diagnosis_detail") or {}).get("evidence") or {}
+        falling = evidence["tail_drop"] >= still_falling if "tail_drop" in evidence else None
+        value = t.value if t.state == TrialState.COMPLETE else None
+        rows.append(TrialRow(t.number, t.params["lr"], value, t.user_attrs["diagnosis"], evidence.get("near_chance", 0) >= 1, falling))
+    return rows
+
+
+def _still_falling(cfg: DictConfig) -> float:
+    return Thresholds.from_mapping(cfg.get("diagnosis") or {}).still_falling
 
 
 def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: str, cfg: DictConfig) -> Report:
@@ -55,7 +65,7 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
         tracker.client.log_artifact(parent_run_id, str(path), PLOTS_FOLDER)
     if plots.skipped:
         tracker.log_text(parent_run_id, "\n".join(f"{name}: {why}" for name, why in plots.skipped.items()), f"{PLOTS_FOLDER}/skipped.txt")
-    rows = diagnosis_rows(study)
+    rows = diagnosis_rows(study, _still_falling(cfg))
     found = diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
     if found is not None:
         tracker.log_text(parent_run_id, found.to_markdown(), f"{DIAGNOSIS_FOLDER}/report.md")

@@ -9,10 +9,12 @@ epochs on 1000 sequences.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,8 +229,10 @@ def test_sweep_counts_boundary_window_and_recommendations() -> None:
     assert report.divergence_boundary == pytest.approx(math.sqrt(0.1 * 0.3))
     assert report.best.number == 5 and report.stable_window == (3e-3, 0.1)
     assert report.stable_window[0] <= report.best.lr <= report.stable_window[1]
-    assert "all 3 trials with lr > 0.1 diverged: lower search.lr.high to 0.1" in report.recommendations
-    assert "no trial with lr < 0.003 came within 2% of the best (4 tried): raise search.lr.low to 0.003" in report.recommendations
+    (line,) = report.recommendations  # one edit of search.lr, both bounds, with its evidence and counts
+    assert line.startswith("change search.lr.low 1e-5 → 0.003 and search.lr.high 3 → 0.1 (search.lr='tag(log, interval(0.003, 0.1))'): ")
+    assert "all 3 trials above the divergence boundary (lr ≈ 0.17) diverged (the highest LR that trained: 0.1)" in line
+    assert "none of the 4 trials with lr < 0.003 came within 2% of the best" in line
 
 
 def test_sweep_markdown_and_plot(tmp_path) -> None:
@@ -245,7 +249,7 @@ def test_sweep_best_at_the_top_edge_and_minimize_window() -> None:
     lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     rising = diagnose_sweep([(i, lr, loss, "healthy") for i, (lr, loss) in enumerate(zip(lrs, [0.5, 0.4, 0.3, 0.25, 0.2]))], "minimize")
     assert rising.best.lr == 1e-2 and rising.divergence_boundary is None and rising.stable_window == (1e-2, 1e-2)
-    assert any("top edge" in r and "raise search.lr.high" in r for r in rising.recommendations)
+    assert any("top edge" in r and "search.lr.high 0.01 → 0.03" in r for r in rising.recommendations)
     valley = diagnose_sweep([(i, lr, loss, "healthy") for i, (lr, loss) in enumerate(zip(lrs, [0.25, 0.203, 0.2, 0.21, 0.3]))], "minimize")
     assert valley.best.lr == 1e-3 and valley.stable_window == (3e-4, 1e-3)  # <= 0.2 * 1.02
     flat = diagnose_sweep([(i, lr, acc, "healthy") for i, (lr, acc) in enumerate(zip(lrs, [0.955, 0.96, 0.97, 0.965, 0.955]))], "maximize")
@@ -260,3 +264,87 @@ def test_sweep_boundary_with_a_stray_divergence_and_when_all_diverge() -> None:
     assert everything.recommendations == ["all 2 trials diverged (lr 1 – 3): lower search.lr.low and search.lr.high ~10x"]
     with pytest.raises(ConfigError, match="sweep.direction"):
         diagnose_sweep(noisy, "up")
+
+
+# ----------------------------------------------------------------------------------------------
+# Advice that never contradicts itself, and verdicts read against the sweep (issue 17), on curves
+# recorded with the real trainer (tests/data/diagnosis_curves.json: default config, 9 epochs).
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "diagnosis_curves.json").read_text())["curves"]
+
+
+def recorded(name: str) -> Curves:
+    c = RECORDED[name]
+    return Curves(c["step_losses"], c["step_lrs"], c["epochs"], c["diverged_at_step"], c["n_classes"])
+
+
+def row(number: int, lr: float, name: str, value: float | None = None) -> tuple:
+    """A sweep row as ``sweeps.report.diagnosis_rows`` builds it from a trial's diagnosis."""
+    found = diagnose(recorded(name))
+    final = RECORDED[name]["epochs"][-1]["val_acc"] if value is None else value
+    return (number, lr, final, found.verdict, found.evidence.get("near_chance", 0) >= 1, found.evidence.get("tail_drop", 0) >= Thresholds().still_falling)
+
+
+def test_recorded_low_lr_is_slow_only_while_still_falling() -> None:
+    slow = diagnose(recorded("tiny_transformer,train.lr=1e-5"))
+    assert slow.verdict == "slow" and slow.evidence["tail_drop"] >= 0.01 and slow.evidence["near_chance"] == 1
+    finished = diagnose(recorded("digits_mlp,train.lr=1e-2"))
+    assert finished.verdict == "healthy" and finished.evidence["tail_drop"] < 0.01
+    # the same low-progress curve with its second half flattened reads as a plateau, not slow
+    losses = list(recorded("tiny_transformer,train.lr=1e-5").step_losses)
+    half = len(losses) // 2
+    flat = Curves(losses[:half] + [losses[half]] * (len(losses) - half), n_classes=16)
+    assert diagnose(flat).verdict == "plateau"
+
+
+def test_recorded_high_lr_at_chance_is_a_collapse_against_the_sweep() -> None:
+    """tiny_transformer at lr 0.126 ends at ln(16) with accuracy 0.15: one curve may read it as a low-LR
+    plateau; above the best trial's LR the sweep calls it diverged, below it the same level stays slow."""
+    collapse = diagnose(recorded("tiny_transformer,train.lr=0.126"))
+    assert collapse.verdict == "diverged"
+    best = row(1, 1e-2, "digits_mlp,train.lr=1e-2", value=0.80)
+    low = row(0, 1e-5, "tiny_transformer,train.lr=1e-5")
+    assert low[3:5] == ("slow", True)
+    as_if_slow = (2, 0.126, 0.147, "slow", True, True)  # what a curve that never rose above its start gives
+    report = diagnose_sweep([low, best, as_if_slow, (3, 0.3, None, "diverged")], "maximize")
+    assert report.counts["diverged"] == 2 and report.counts["slow"] == 1
+    assert any("trial #2 (lr 0.13): slow → diverged" in line for line in report.rereads)
+    assert "Verdicts read against the sweep" in report.to_markdown()
+
+
+def test_recorded_digits_far_below_the_best_is_slow_not_healthy() -> None:
+    """digits at lr 1.8e-4 ends at val_acc 0.72, its loss still falling; the best reaches 0.967."""
+    alone = diagnose(recorded("digits_mlp,train.lr=1.8e-4"))
+    assert alone.verdict == "healthy"  # one curve: it progressed 26 % and is smooth
+    report = diagnose_sweep([row(0, 1.8e-4, "digits_mlp,train.lr=1.8e-4"), row(1, 1e-2, "digits_mlp,train.lr=1e-2")], "maximize")
+    assert report.counts["slow"] == 1 and report.counts["healthy"] == 1
+    close = diagnose_sweep([(0, 1e-3, 0.96, "slow", False, True), (1, 1e-2, 0.967, "healthy", False, False)], "maximize")
+    assert close.counts["slow"] == 0  # within 10 % of the best: not slow, whatever its curve says
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # the issue's case: a single trial in the window, the boundary just above it
+        [(0, 1e-4, 0.5, "slow"), (1, 3e-4, 0.6, "slow"), (2, 1e-3, 0.8, "healthy"), (3, 0.0081, 0.97, "healthy"), (4, 0.03, None, "diverged"), (5, 0.1, None, "diverged")],
+        # best at the bottom edge and divergence above
+        [(0, 1.1e-4, 0.97, "healthy"), (1, 3e-4, 0.9, "healthy"), (2, 1e-3, 0.8, "healthy"), (3, 0.1, None, "diverged"), (4, 0.2, None, "diverged")],
+        # best at the top edge, a cluster of poor trials below
+        [(0, 1e-4, 0.5, "slow"), (1, 2e-4, 0.55, "slow"), (2, 3e-4, 0.6, "slow"), (3, 0.29, 0.97, "healthy")],
+    ],
+)
+def test_one_recommendation_per_parameter_and_never_an_empty_range(rows: list[tuple]) -> None:
+    report = diagnose_sweep(rows, "maximize", lr_bounds=(1e-4, 0.3))
+    changes = [line for line in report.recommendations if line.startswith("change ")]
+    assert len(changes) == 1 and all("search.lr" not in line for line in report.recommendations if line not in changes)
+    low, high = (float(x) for x in changes[0].split("interval(")[1].split("))")[0].split(", "))
+    assert high >= 3 * low * 0.999  # at least half a decade, low < high
+    assert all(f"trials" in part or "sits at" in part for part in changes[0].split(": ", 1)[1].split("; "))
+
+
+def test_a_claim_needs_more_than_one_trial() -> None:
+    rows = [(0, 1e-3, 0.9, "healthy"), (1, 0.01, 0.97, "healthy"), (2, 0.06, 0.96, "healthy"), (3, 0.126, None, "diverged")]
+    report = diagnose_sweep(rows, "maximize", lr_bounds=(1e-4, 0.3))
+    assert report.divergence_boundary == pytest.approx(math.sqrt(0.06 * 0.126))
+    assert not any(line.startswith("change") and "search.lr.high" in line for line in report.recommendations)
+    assert any("1 of 1 trial with lr > 0.087 diverged: too few to move search.lr.high (needs 2)" in line for line in report.recommendations)
