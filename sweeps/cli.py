@@ -54,7 +54,7 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
             if workers > 1:
                 result = _run_local_workers(plan, workers, progress, stop, config_dir)
             else:
-                result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.show_existing, stop=stop)
+                result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=lambda study: _opened(progress, study), stop=stop)
     if result.aborted:
         raise ConfigError("sweep.metric", cfg.sweep.metric, result.aborted)
     _print_results(console, plan, result)
@@ -368,6 +368,15 @@ def ui(
         raise typer.Exit(code)
 
 
+def _opened(progress, study) -> None:
+    """Once the sweep is open: what ``lr_find=auto`` measured and chose, then the trials so far."""
+    from sweeps.console import range_test_line
+
+    if found := study.user_attrs.get("lr_find"):
+        progress.progress.console.print(range_test_line(found), soft_wrap=True)
+    progress.show_existing(study)
+
+
 def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):
     """Create/resume the sweep here, run ``workers`` worker processes on it, watch, close."""
     from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids, store_settings, store_urls_env
@@ -375,7 +384,7 @@ def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[
 
     cfg = plan.cfg
     sweep = open_sweep(plan)
-    progress.show_existing(sweep.study)
+    _opened(progress, sweep.study)
     common = [*store_settings(cfg), f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
     local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir, env=store_urls_env(cfg))
     codes = local.wait(lambda: progress.on_trial_end(sweep.study, None), stop.requested)
@@ -417,7 +426,7 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     from pathlib import Path
 
     from sweeps.config import compose_config
-    from sweeps.console import range_test_table
+    from sweeps.console import range_test_table, rerun_command
     from sweeps.range_test import objective_task, record_range_test, run_range_test
     from sweeps.tracking import SweepTracker, check_tracking
 
@@ -430,8 +439,10 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     tracker = SweepTracker(str(cfg.tracking.uri), str(cfg.sweep.study_name), cfg.tracking.get("artifact_location"))
     run_id, plot = record_range_test(tracker, report, plot_dir=Path.cwd())
     console.print(range_test_table(report))
-    console.print(f"plot: {plot}   MLflow run: {run_id}")
-    console.print(f"use it: sweeps run search.lr='tag(log, interval({report.low:.3g}, {report.high:.3g}))'   (or lr_find=auto)")
+    kept = f" ({plot.stem.rsplit('-', 1)[0]}.png exists: kept)" if plot.name != "lr_find.png" else ""
+    console.print(f"plot: {plot}{kept}   MLflow run: {run_id}")
+    bounds = f"search.lr=tag(log, interval({report.low:.3g}, {report.high:.3g}))"
+    console.print(f"use it: {rerun_command('run', list(overrides or []), ('search.lr', 'lr_find'), [bounds])}   (or lr_find=auto)", soft_wrap=True)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -88,11 +89,33 @@ def range_test_table(report) -> Table:
     table.add_column("lr", justify="right")
     table.add_column("meaning")
     s = result.suggestion
-    table.add_row("steepest", _format(s.steepest), "loss falls fastest per decade: a safe, productive LR")
-    table.add_row("min loss", _format(s.min_loss), "lowest smoothed loss: usually too high to train at")
-    table.add_row("edge", _format(s.edge), "loss explodes here" if s.diverged else "never diverged: a lower bound of the edge")
-    table.add_row("search", f"{report.low:.3g} – {report.high:.3g}", "search.lr bounds from the rule [steepest/low_div, high_from/high_div]")
+    rule = report.rule
+    uses = {reading: f" (search.lr.{end} = {reading}{div})" for end, reading, div in (("low", "steepest", rule[1]), ("high", rule[2], rule[3]))}
+    table.add_row("steepest", _format(s.steepest), "loss falls fastest per decade: a safe, productive LR" + uses.get("steepest", ""))
+    table.add_row("min_loss", _format(s.min_loss), "lowest smoothed loss: the top of the useful range; LRs near it may "
+                  "diverge over a full run" + uses.get("min_loss", ""))
+    table.add_row("edge", _format(s.edge), ("loss explodes here" if s.diverged else "never diverged: a lower bound of the edge") + uses.get("edge", ""))
+    table.add_row("search", f"{report.low:.3g} – {report.high:.3g}", escape(f"search.lr bounds: [{rule[0]}{rule[1]}, {rule[2]}{rule[3]}]"))
     return table
+
+
+def range_test_line(found: dict) -> str:
+    """``lr_find=auto``: the readings and the bounds it chose (``found`` is the study's ``lr_find`` attr,
+    set once per study: a resumed sweep shows the same test)."""
+    readings = ", ".join(f"{name} {found[name]:.3g}" for name in ("steepest", "min_loss", "edge") if name in found)
+    return (f"LR range test: {readings} → search.lr {found['search_low']:.3g} – {found['search_high']:.3g}"
+            f"  (tags sweeps.lr_find.* and lr_find.png on the parent run)")
+
+
+def rerun_command(verb: str, overrides: list[str], drop: tuple[str, ...], add: list[str]) -> str:
+    """``sweeps <verb>`` with the user's overrides (minus keys starting with ``drop``) and ``add``,
+    shell-quoted; a password in a store URL shows as ``***``."""
+    import shlex
+
+    from sweeps.redact import redact
+
+    kept = [redact(o) for o in overrides if not o.lstrip("+~").split("=", 1)[0].startswith(drop)]
+    return " ".join(["sweeps", verb, *(shlex.quote(o) for o in [*kept, *add])])
 
 
 def counts_line(study: optuna.Study) -> str:

@@ -29,6 +29,7 @@ class RangeTestReport:
     result: RangeTestResult
     low: float  # the search bounds the rule gives
     high: float
+    rule: tuple[str, str, str, str] = ("steepest", "/10", "min_loss", "")  # low reading, its divisor, high reading, its divisor
 
     def summary(self) -> dict[str, float]:
         s = self.result.suggestion
@@ -70,8 +71,22 @@ def run_range_test(cfg: DictConfig) -> RangeTestReport:
         beta=float(settings.smooth_beta),
         diverge_factor=float(settings.diverge_factor),
     )
-    low, high = search_bounds(result.suggestion, float(settings.low_div), float(settings.high_div), str(settings.get("high_from", "min_loss")))
-    return RangeTestReport(result, low, high)
+    high_from = str(settings.get("high_from", "min_loss"))
+    low, high = search_bounds(result.suggestion, float(settings.low_div), float(settings.high_div), high_from)
+    return RangeTestReport(result, low, high, ("steepest", _divisor(settings.low_div), high_from, _divisor(settings.high_div)))
+
+
+def _divisor(value: float) -> str:
+    return "" if float(value) == 1 else f"/{float(value):g}"
+
+
+def free_path(path: Path) -> Path:
+    """``path``, or ``name-2.png``, ``name-3.png``, ... when it exists: a plot is never overwritten."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def record_range_test(tracker: SweepTracker, report: RangeTestReport, parent_run_id: str | None = None, plot_dir: Path | None = None) -> tuple[str, Path]:
@@ -81,7 +96,7 @@ def record_range_test(tracker: SweepTracker, report: RangeTestReport, parent_run
     tracker.log_params(run_id, {f"lr_find.{k}": f"{v:.6g}" for k, v in report.summary().items()})
     tracker.log_metric_history(run_id, report.result.as_metrics())
     folder = plot_dir or Path(tempfile.mkdtemp(prefix="sweeps-lr-find-"))
-    plot = plot_range_test(report.result, folder / "lr_find.png")
+    plot = plot_range_test(report.result, free_path(folder / "lr_find.png"))
     tracker.client.log_artifact(run_id, str(plot))
     tracker.set_tags(run_id, {"sweeps.stop_reason": report.result.stop_reason})
     tracker.client.set_terminated(run_id, "FINISHED")

@@ -100,3 +100,24 @@ def test_search_bounds_rules() -> None:
     assert search_bounds(Suggestion(None, 0.2, 0.9, True)) == pytest.approx((0.002, 0.2))  # two decades below
     with pytest.raises(ConfigError, match="lr_find.high_from='peak'"):
         search_bounds(s, high_from="peak")
+
+
+def test_lr_find_hint_repeats_the_overrides_and_keeps_an_existing_plot(tmp_path: Path) -> None:
+    (tmp_path / "lr_find.png").write_bytes(b"mine")
+    done = run_cli("lr-find", *store_overrides(tmp_path), "lr_find.steps=40", "train.optimizer=sgd", "objective.hidden=32", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "lr_find.png").read_bytes() == b"mine"  # never overwritten
+    assert (tmp_path / "lr_find-2.png").stat().st_size > 10_000 and "lr_find.png exists: kept" in done.stdout
+    hint = next(line for line in done.stdout.splitlines() if line.startswith("use it: "))
+    assert "train.optimizer=sgd objective.hidden=32 'search.lr=tag(log, interval(" in hint and "lr_find.steps" not in hint
+    assert "search.lr bounds: [steepest/10, min_loss]" in done.stdout  # the rule the bounds come from
+    assert "too high to train at" not in done.stdout  # the min-loss LR is the default upper bound
+
+
+def test_lr_find_auto_prints_its_readings_and_bounds(tmp_path: Path) -> None:
+    done = run_cli("run", *store_overrides(tmp_path), "lr_find=auto", "lr_find.steps=40", "sweep.n_trials=2", "train.epochs=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("LR range test: "))
+    study = optuna.load_study(study_name="sweeps", storage=f"sqlite:///{tmp_path}/optuna.db")
+    found = study.user_attrs["lr_find"]
+    assert f"steepest {found['steepest']:.3g}" in line and f"search.lr {found['search_low']:.3g} – {found['search_high']:.3g}" in line
