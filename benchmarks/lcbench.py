@@ -1,0 +1,447 @@
+"""LCBench (YAHPO Gym surrogate): the sweeps default against random search and stock Optuna.
+
+Every arm runs real Optuna samplers and pruners (the service's own study factory for the sweeps
+default) on the same tasks, seeds and budget; each trial's learning curve is the surrogate's answer
+for its configuration, reported epoch by epoch as ``objective=lcbench`` does in a live sweep. The
+budget is counted both in epochs and in simulated training seconds (the surrogate's ``time``); each
+run goes on until both budgets are spent, and every figure is read at its own axis's budget.
+
+- **Speed-up** of an arm: the budget random search without pruning spends to reach its own median
+  final value (median over seeds) ÷ the budget the arm spends to reach that value (median over
+  seeds; a seed that never reaches it counts as infinite). Only complete trials count: a config
+  you can use is one that was trained to the end.
+- **Normalized regret**: (best − best so far) ÷ (best − worst), with best and worst over a large
+  random reference sample of final values per task (cached in ``results/lcbench_reference.json``).
+- **Workers**: the same arm with W asynchronous workers on one study, simulated on the surrogate's
+  clock: each worker asks for a trial when its last one ends, reports as its epochs finish, and
+  sees the others' running trials (TPE's constant liar).
+
+    .venv/bin/python benchmarks/lcbench.py --quick        # CI-sized: 1 task, 3 seeds, 20 runs' budget
+    .venv/bin/python benchmarks/lcbench.py                # the README's tables (headline tasks + all 34)
+
+Needs the surrogate data (``SWEEPS_YAHPO_DATA``, or ``--data``) and ``pip install 'sweeps[lcbench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import RESULTS, console, fmt, print_header, quiet, summarize, table  # noqa: E402
+
+HEADLINE = ("167168", "189873", "189906")  # LCBench's tasks in the YAHPO-SO suite
+EPOCHS = 52
+
+
+# ------------------------------------------------------------------------------------------------
+# Arms: (sampler, pruner, epochs at which a trial reports) for a seed.
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    make: Callable[[int], tuple[object, object, frozenset[int]]]
+    about: str
+
+
+def stock_arms() -> list[Arm]:
+    """The baselines, as an Optuna user would write them (every epoch reported)."""
+    import optuna
+
+    every = frozenset(range(1, EPOCHS))
+    none = optuna.pruners.NopPruner
+
+    def hyperband(seed: int, **kw):
+        return optuna.pruners.HyperbandPruner(min_resource=kw.get("min_resource", 1), max_resource=EPOCHS, reduction_factor=3)
+
+    return [
+        Arm("random", lambda s: (optuna.samplers.RandomSampler(seed=s), none(), frozenset()), "random search, no pruning (the baseline)"),
+        Arm("random+HB", lambda s: (optuna.samplers.RandomSampler(seed=s), hyperband(s, min_resource=2), every),
+            "random + Hyperband (min 2 epochs, factor 3)"),
+        Arm("TPE", lambda s: (optuna.samplers.TPESampler(seed=s), none(), frozenset()), "Optuna's TPE, defaults, no pruning"),
+        Arm("TPE+median", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.MedianPruner(), every),
+            "Optuna's TPE + median pruner, defaults (YAHPO Gym's 'optuna' arm)"),
+        Arm("TPE+HB", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.HyperbandPruner(), every),
+            "Optuna's TPE + Hyperband, Optuna's defaults (min 1 epoch)"),
+        Arm("GP", lambda s: (optuna.samplers.GPSampler(seed=s), none(), frozenset()), "Optuna's GP sampler, no pruning"),
+    ]
+
+
+def service_arm(name: str, overrides: Sequence[str] = (), about: str = "the sweeps default (objective=lcbench)") -> Arm:
+    """The service's own study factory on ``objective=lcbench`` plus ``overrides``."""
+    from sweeps.config import compose_config
+    from sweeps.space import parse_search_space
+    from sweeps.study import make_pruner, make_sampler, report_epochs
+
+    def make(seed: int):
+        cfg = compose_config(["objective=lcbench", f"sweep.seed={seed}", *overrides])
+        return make_sampler(cfg, parse_search_space(cfg)), make_pruner(cfg), report_epochs(cfg)
+
+    return Arm(name, make, about)
+
+
+# ------------------------------------------------------------------------------------------------
+# Replay: W workers on one in-memory study, on the surrogate's clock.
+
+
+@dataclass
+class Trace:
+    """What one run spent and found: a row per ended trial (cumulative epochs, seconds, best so far)."""
+
+    epochs: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best: list[float] = field(default_factory=list)
+    n_trials: int = 0
+    n_complete: int = 0
+
+    def add(self, epochs: float, seconds: float, best: float) -> None:
+        self.epochs.append(epochs)
+        self.seconds.append(seconds)
+        self.best.append(best)
+
+
+def budget_to_reach(trace: Trace, target: float, axis: str, budget: float) -> float:
+    """The budget spent when a complete trial first reached ``target``; inf if not within ``budget``."""
+    spent = getattr(trace, axis)
+    for used, best in zip(spent, trace.best):
+        if used > budget:
+            break
+        if best >= target:
+            return used
+    return math.inf
+
+
+def best_within(trace: Trace, axis: str, budget: float) -> float:
+    """The best complete value once ``budget`` was spent (-inf when no trial completed)."""
+    best = -math.inf
+    for used, value in zip(getattr(trace, axis), trace.best):
+        if used > budget:
+            break
+        best = value
+    return best
+
+
+def speedups(traces: dict[str, list[Trace]], axis: str, budget: float, baseline: str = "random") -> dict[str, dict]:
+    """Per arm: the budget to reach the baseline's median final value (median over seeds), and the ratio."""
+    target = float(np.median([best_within(t, axis, budget) for t in traces[baseline]]))
+    reach = {arm: summarize(budget_to_reach(t, target, axis, budget) for t in runs) for arm, runs in traces.items()}
+    base = reach[baseline]["median"]
+    out = {}
+    for arm, stats in reach.items():
+        value = stats["median"]
+        out[arm] = {"target": target, "budget_to_target": stats, "speedup": (base / value) if value > 0 and math.isfinite(value) else 0.0}
+    return out
+
+
+def regret_curve(trace: Trace, axis: str, grid: np.ndarray, best: float, worst: float) -> np.ndarray:
+    """Normalized regret at each budget of ``grid`` (1 before any trial completes)."""
+    spent = np.asarray(getattr(trace, axis))
+    found = np.asarray(trace.best)
+    index = np.searchsorted(spent, grid, side="right") - 1
+    so_far = np.where(index >= 0, found[np.clip(index, 0, None)], -np.inf)
+    so_far = np.maximum(so_far, worst)
+    return (best - so_far) / (best - worst)
+
+
+def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, budget_seconds: float, workers: int = 1) -> Trace:
+    """One run of ``arm``: trials until both budgets are spent, ``workers`` at a time."""
+    import optuna
+    from objectives.lcbench import _config_of
+    from sweeps.space import apply_params
+
+    sampler, pruner, reports = arm.make(seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name=f"{arm.name}-{seed}")
+    trace, best = Trace(), -math.inf
+    spent_epochs = spent_seconds = 0.0
+    clock: list[tuple[float, int, int]] = []  # (time its next epoch ends, order, worker)
+    running: dict[int, tuple[object, dict[str, np.ndarray], int, float]] = {}  # worker -> (trial, curve, epoch, start)
+    order = 0
+
+    def start(worker: int, now: float) -> None:
+        nonlocal order
+        trial = study.ask()
+        config = _config_of(apply_params(cfg, space.sample(trial)))
+        curve = {name: values[0] for name, values in surrogate.curves([config]).items()}
+        running[worker] = (trial, curve, 0, now)
+        heapq.heappush(clock, (now + curve["sim_time"][0], order, worker))
+        order += 1
+
+    for worker in range(workers):
+        start(worker, 0.0)
+    while clock:
+        now, _, worker = heapq.heappop(clock)
+        trial, curve, done, began = running[worker]
+        epoch = done + 1
+        value = float(curve["val_acc"][epoch - 1])
+        ended = None
+        if epoch == EPOCHS:
+            study.tell(trial, value)
+            best = max(best, value)
+            trace.n_complete += 1
+            ended = epoch
+        elif epoch in reports:
+            trial.report(value, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                ended = epoch
+        if ended is None:
+            running[worker] = (trial, curve, epoch, began)
+            heapq.heappush(clock, (began + curve["sim_time"][epoch], order, worker))
+            order += 1
+            continue
+        spent_epochs += ended
+        spent_seconds += float(curve["sim_time"][ended - 1])
+        trace.n_trials += 1
+        trace.add(spent_epochs, spent_seconds, best)
+        del running[worker]
+        if spent_epochs < budget_epochs or spent_seconds < budget_seconds:
+            start(worker, now)
+    return trace
+
+
+# ------------------------------------------------------------------------------------------------
+# The random reference sample per task: best and worst final value, a full run's seconds.
+
+
+def reference(surrogate, n: int, seed: int = 0) -> dict[str, float]:
+    from objectives.lcbench import SPACE
+
+    rng = np.random.default_rng(seed)
+    configs = []
+    for _ in range(n):
+        config = {}
+        for name, (low, high, log, integer) in SPACE.items():
+            x = math.exp(rng.uniform(math.log(low), math.log(high))) if log else rng.uniform(low, high)
+            config[name] = int(round(x)) if integer else float(x)
+        configs.append(config)
+    finals, seconds = [], []
+    bench_rows = _final_rows(surrogate, configs)
+    for row in bench_rows:
+        finals.append(row["val_accuracy"] / 100.0)
+        seconds.append(row["time"])
+    finals = np.asarray(finals)
+    best = float(finals.max())
+    # expected random trials to come within 1 % of the best (the task's difficulty)
+    near = float(np.mean(finals >= 0.99 * best))
+    return {"n": n, "best": best, "worst": float(finals.min()), "median": float(np.median(finals)),
+            "full_run_seconds": float(np.median(seconds)), "random_trials_to_99pct": (1.0 / near) if near > 0 else math.inf}  # fmt: skip
+
+
+def _final_rows(surrogate, configs: list[dict]) -> list[dict]:
+    from objectives.lcbench import _benchmark
+
+    bench = _benchmark(surrogate.data_dir, surrogate.instance)
+    rows = []
+    for i in range(0, len(configs), 2000):
+        chunk = configs[i : i + 2000]
+        rows += bench.objective_function([{**c, "OpenML_task_id": surrogate.instance, "epoch": EPOCHS} for c in chunk])
+    return rows
+
+
+def references(data: str, tasks: Sequence[str], n: int) -> dict[str, dict]:
+    """Cached per task in results/lcbench_reference.json (recomputed if the sample size differs)."""
+    from objectives.lcbench import Surrogate
+
+    path = RESULTS / "lcbench_reference.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for task in tasks:
+        if cached.get(task, {}).get("n") != n:
+            cached[task] = reference(Surrogate(task, data), n)
+            changed = True
+    if changed:
+        path.write_text(json.dumps(cached, indent=1, sort_keys=True))
+    return {task: cached[task] for task in tasks}
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], budget_runs: float, ref: dict, workers: Sequence[int] = (1,),
+             progress: Callable[[str], None] = lambda s: None) -> dict:  # fmt: skip
+    """All arms × seeds on one task; speed-ups on both axes, regret at full budget, run costs."""
+    from objectives.lcbench import Surrogate
+    from sweeps.config import compose_config
+    from sweeps.space import parse_search_space
+
+    surrogate = Surrogate(task, data)
+    cfg = compose_config(["objective=lcbench", f"objective.data_dir={data}", f"objective.instance={task}"])
+    space = parse_search_space(cfg)
+    budget = {"epochs": budget_runs * EPOCHS, "seconds": budget_runs * ref["full_run_seconds"]}
+    traces: dict[str, list[Trace]] = {}
+    wall: dict[str, float] = {}
+    for arm in arms:
+        for w in workers:
+            name = arm.name if w == 1 else f"{arm.name} ×{w} workers"
+            started = time.perf_counter()
+            traces[name] = [replay(surrogate, cfg, space, arm, seed, budget["epochs"], budget["seconds"], w) for seed in seeds]
+            wall[name] = time.perf_counter() - started
+            progress(f"{task} {name}: {len(seeds)} seeds in {wall[name]:.0f} s")
+    result = {"task": task, "budget": budget, "reference": ref, "arms": {}}
+    for axis in ("epochs", "seconds"):
+        for name, s in speedups(traces, axis, budget[axis]).items():
+            result["arms"].setdefault(name, {})[axis] = s
+    for name, runs in traces.items():
+        finals = {axis: [best_within(t, axis, budget[axis]) for t in runs] for axis in budget}
+        regret = {axis: [float((ref["best"] - max(f, ref["worst"])) / (ref["best"] - ref["worst"])) for f in finals[axis]] for axis in budget}
+        result["arms"][name].update({
+            "final_best": summarize(finals["epochs"]), "regret_at_budget": {axis: summarize(regret[axis]) for axis in budget},
+            "trials": summarize(t.n_trials for t in runs), "complete": summarize(t.n_complete for t in runs), "wall_seconds": wall[name],
+        })  # fmt: skip
+    result["_traces"] = traces
+    return result
+
+
+def regret_plot(results: list[dict], path: Path, axis: str = "epochs") -> None:
+    """Mean normalized regret over seeds (and tasks) against the budget, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results) + (len(results) > 1), figsize=(5 * (len(results) + (len(results) > 1)), 4), squeeze=False)
+    grid = np.linspace(0.01, 1.0, 100)
+    means: dict[str, list[np.ndarray]] = {}
+    for ax, result in zip(axes[0], results):
+        ref, budget = result["reference"], result["budget"][axis]
+        for name, runs in result["_traces"].items():
+            curves = np.array([regret_curve(t, axis, grid * budget, ref["best"], ref["worst"]) for t in runs])
+            mean = curves.mean(axis=0)
+            means.setdefault(name, []).append(mean)
+            ax.plot(grid * budget / EPOCHS if axis == "epochs" else grid, mean, label=name)
+        ax.set(title=f"task {result['task']}", yscale="log", xlabel="full runs' worth of epochs" if axis == "epochs" else "share of the budget",
+               ylabel="normalized regret (mean over seeds)")  # fmt: skip
+        ax.grid(alpha=0.3)
+    if len(results) > 1:
+        ax = axes[0][-1]
+        for name, curves in means.items():
+            ax.plot(grid, np.mean(curves, axis=0), label=name)
+        ax.set(title="mean over tasks", yscale="log", xlabel="share of the budget")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized: one task, 3 seeds, 20 full runs' budget")
+    parser.add_argument("--data", default=os.environ.get("SWEEPS_YAHPO_DATA"), help="folder holding lcbench/ (default $SWEEPS_YAHPO_DATA)")
+    parser.add_argument("--tasks", nargs="*", help="OpenML task ids (default: the three headline tasks)")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budget", type=float, default=100, help="budget in full 52-epoch runs' worth")
+    parser.add_argument("--arms", nargs="*", help="arm names to run (default: all)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default")
+    parser.add_argument("--summary", action="store_true", help="all 34 tasks: random, the best stock arm and the default, summary table")
+    parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
+    parser.add_argument("--out", default=None, help="results file name (default lcbench.json / lcbench_quick.json)")
+    args = parser.parse_args(argv)
+    if not args.data:
+        console.print("set SWEEPS_YAHPO_DATA (or --data) to the folder holding lcbench/ (github.com/slds-lmu/yahpo_data)")
+        return 2
+    quiet()
+    if args.quick:
+        args.tasks, args.seeds, args.budget, args.reference = args.tasks or ["189906"], 3, 20, 5000
+        args.arms = args.arms or ["random", "TPE", "TPE+median", "sweeps default"]
+    cmd = print_header("LCBench (YAHPO Gym surrogate): sweeps default vs random search and stock Optuna")
+    from objectives.lcbench import _instances
+
+    tasks = args.tasks or (list(_instances(args.data)) if args.summary else list(HEADLINE))
+    arms = [*stock_arms(), service_arm("sweeps default")]
+    if args.arms:
+        arms = [a for a in arms if a.name in args.arms]
+    seeds = list(range(args.seeds))
+    refs = references(args.data, tasks, args.reference)
+    results = []
+    for task in tasks:
+        result = run_task(args.data, task, arms, seeds, args.budget, refs[task], workers=[1],
+                          progress=lambda line: console.print(f"  {line}"))  # fmt: skip
+        if any(w > 1 for w in args.workers):
+            default = [a for a in arms if a.name == "sweeps default"]
+            extra = run_task(args.data, task, [arms[0], *default], seeds, args.budget, refs[task], workers=[1, *[w for w in args.workers if w > 1]],
+                             progress=lambda line: console.print(f"  {line}"))  # fmt: skip
+            for name, values in extra["arms"].items():
+                if "workers" in name:
+                    result["arms"][name] = values
+                    result["_traces"][name] = extra["_traces"][name]
+        results.append(result)
+        print_task(result)
+    if len(results) > 1:
+        print_summary(results)
+    name = args.out or ("lcbench_quick.json" if args.quick else ("lcbench_all.json" if args.summary else "lcbench.json"))
+    plot = RESULTS / name.replace(".json", "_regret.png")
+    (regret_plot if len(results) <= 3 else regret_plot_summary)(results, plot)
+    record = {"command": cmd, "seeds": args.seeds, "budget_full_runs": args.budget, "arms": {a.name: a.about for a in arms},
+              "tasks": [{k: v for k, v in r.items() if k != "_traces"} for r in results], "plot": plot.name}  # fmt: skip
+    (RESULTS / name).write_text(json.dumps(record, indent=1, default=float))
+    console.print(f"wrote {RESULTS / name} and {plot}")
+    return 0
+
+
+def regret_plot_summary(results: list[dict], path: Path) -> None:
+    """Many tasks: one panel, the mean over tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0.01, 1.0, 100)
+    means: dict[str, list[np.ndarray]] = {}
+    for result in results:
+        ref, budget = result["reference"], result["budget"]["epochs"]
+        for name, runs in result["_traces"].items():
+            means.setdefault(name, []).append(np.mean([regret_curve(t, "epochs", grid * budget, ref["best"], ref["worst"]) for t in runs], axis=0))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curves in means.items():
+        ax.plot(grid, np.mean(curves, axis=0), label=name)
+    ax.set(title=f"LCBench, mean over {len(results)} tasks", yscale="log", xlabel="share of the budget (epochs)", ylabel="normalized regret")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_task(result: dict) -> None:
+    ref, arms = result["reference"], result["arms"]
+    rows = []
+    for name, a in arms.items():
+        rows.append([
+            name, fmt(a["epochs"]["speedup"], 3), fmt(a["epochs"]["budget_to_target"]["median"] / EPOCHS, 3),
+            f"{a['epochs']['budget_to_target']['n_inf']}/{a['epochs']['budget_to_target']['n']}",
+            fmt(a["seconds"]["speedup"], 3), fmt(a["final_best"]["median"], 4), fmt(a["regret_at_budget"]["epochs"]["median"], 3),
+            fmt(a["trials"]["median"], 4), fmt(a["wall_seconds"], 3),
+        ])  # fmt: skip
+    target = next(iter(arms.values()))["epochs"]["target"]
+    console.print(table(
+        f"task {result['task']}: target = random's median final val_acc {target:.4f} (reference best {ref['best']:.4f}, "
+        f"random needs ~{ref['random_trials_to_99pct']:.0f} trials to come within 1 %)",
+        ["arm", "speed-up (epochs)", "full runs to target", "never", "speed-up (seconds)", "final best", "regret", "trials", "wall s"], rows))  # fmt: skip
+
+
+def print_summary(results: list[dict]) -> None:
+    names = list(results[0]["arms"])
+    rows = []
+    for name in names:
+        ups = [r["arms"][name]["epochs"]["speedup"] for r in results]
+        regrets = [r["arms"][name]["regret_at_budget"]["epochs"]["median"] for r in results]
+        beats = sum(u > 1 for u in ups)
+        rows.append([name, fmt(float(np.median(ups)), 3), f"{beats}/{len(results)}", fmt(float(np.mean(regrets)), 3)])
+    console.print(table(f"{len(results)} tasks", ["arm", "median speed-up (epochs)", "tasks where it beats random", "mean regret at budget"], rows))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
