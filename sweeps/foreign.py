@@ -11,6 +11,7 @@ and outcome mapping (``sweeps.trial.TrialRunner``) and the MLflow record (``swee
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import warnings
@@ -191,16 +192,9 @@ def run_trial(local: DictConfig, number: int, train: Callable[[], Any], run_para
     told FAIL and re-raised. The trial's heartbeat runs meanwhile, so a job that dies is failed and
     retried (``storage.max_retry``).
     """
-    storage = make_storage(local)
-    name = str(local.sweep.study_name)
-    stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(CONFIG_ATTR)
-    if stored is None:
-        raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
-    cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
-    study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(cfg))
+    study, cfg, tracker = _open_study(to_yaml(local))
+    storage = study._storage
     trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-    tracker = SweepTracker(str(cfg.tracking.uri), name, cfg.tracking.get("artifact_location"))
-    tracker.parent_run_id = tracker.find_parent()
     runner = ForeignTrialRunner(cfg, SearchSpace(()), train, tracker, run_params)
     with get_heartbeat_thread(trial._trial_id, storage):
         try:
@@ -215,6 +209,24 @@ def run_trial(local: DictConfig, number: int, train: Callable[[], Any], run_para
             raise
     study.tell(number, value)
     return value
+
+
+@functools.lru_cache(maxsize=4)
+def _open_study(local_yaml: str) -> tuple[optuna.Study, DictConfig, SweepTracker]:
+    """The study (with its stored config's pruner), config and tracker a job needs, once per
+    process: a parallel launcher's worker runs many trials, and opening both stores costs
+    round-trips (schema checks, experiment and parent-run lookups)."""
+    local = OmegaConf.create(local_yaml)
+    storage = make_storage(local)
+    name = str(local.sweep.study_name)
+    stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(CONFIG_ATTR)
+    if stored is None:
+        raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
+    cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
+    study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(cfg))
+    tracker = SweepTracker(str(cfg.tracking.uri), name, cfg.tracking.get("artifact_location"))
+    tracker.parent_run_id = tracker.find_parent()
+    return study, cfg, tracker
 
 
 class ForeignTrialRunner(TrialRunner):

@@ -60,13 +60,12 @@ z: 1
 '''
 
 
-def run_app(folder: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_app(folder: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python app.py ARGS`` in ``folder``. PYTHONPATH holds the repository so that Hydra's plugin scan
     (pkgutil over the ``hydra_plugins`` namespace) sees hydra_plugins/ of an editable install."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore"}
-    env.pop("SWEEPS_STORAGE_URL", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "app.py", *args], cwd=folder, capture_output=True, text=True, timeout=timeout, env=env)
+    environment = {k: v for k, v in os.environ.items() if k not in ("SWEEPS_STORAGE_URL", "MLFLOW_TRACKING_URI")}
+    environment.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore", **(env or {})})
+    return subprocess.run([sys.executable, "app.py", *args], cwd=folder, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 @pytest.fixture
@@ -163,3 +162,59 @@ def test_bad_settings_are_one_line_exit_2_and_create_no_store(app: Path, args: l
     errors = [line for line in done.stderr.splitlines() if line.startswith("sweeps: error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
     assert not (app / "optuna.db").exists() and not (app / "mlflow.db").exists()
+
+
+@pytest.fixture
+def mlflow_database(postgres_database: str):
+    """A second fresh PostgreSQL database for MLflow's SQL store (Optuna and MLflow both keep an
+    ``alembic_version`` table, so they cannot share one)."""
+    import sqlalchemy
+
+    from tests.conftest import POSTGRES_URL
+
+    url = sqlalchemy.engine.make_url(postgres_database)
+    name = f"{url.database}_mlflow"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_joblib_launcher_runs_two_job_slots_on_postgresql(app: Path, postgres_database: str, mlflow_database: str) -> None:
+    done = run_app(app, "-m", "hydra/sweeper=sweeps", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+                   "hydra.sweeper.n_trials=4", "hydra.sweeper.epochs=9", "hydra.sweeper.metric=val_loss", "hydra.sweep.dir=multirun",
+                   *SEARCH, env={"SWEEPS_STORAGE_URL": postgres_database, "MLFLOW_TRACKING_URI": mlflow_database})
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = (app / "multirun" / "0" / ".hydra" / "hydra.yaml").read_text()
+    assert "psycopg://" not in saved and "psycopg://" not in done.stdout + done.stderr  # the URLs stay in the environment
+    study = optuna.load_study(study_name="app", storage=postgres_database)
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert sorted({t.user_attrs["sweeps.slot"] for t in trials}) == [0, 1]
+    overlapping = [(a.number, b.number) for a in trials for b in trials
+                   if a.number < b.number and b.datetime_start < a.datetime_complete and a.datetime_start < b.datetime_complete]
+    assert overlapping, "two job slots never ran trials at the same time"
+    client = MlflowClient(tracking_uri=mlflow_database)
+    experiment = client.get_experiment_by_name("app")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`sweeps.role` = 'trial'")
+    assert sorted(int(r.data.tags["sweeps.trial_number"]) for r in runs) == list(range(4))
+    assert all(r.info.status != "RUNNING" and client.get_metric_history(r.info.run_id, "val_loss") for r in runs)
+
+
+def test_submitit_local_jobs_in_their_own_processes_are_pruned(app: Path) -> None:
+    done = run_app(app, "-m", "hydra/sweeper=sweeps", "hydra/launcher=submitit_local", "hydra.sweeper.n_trials=6", "hydra.sweeper.epochs=9",
+                   "hydra.sweeper.metric=val_loss", "hydra.sweep.dir=multirun", *SEARCH)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="app", storage=f"sqlite:///{app}/optuna.db")
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert any(t.state == TrialState.PRUNED for t in trials)
+    runs = trial_runs(app, "app")
+    assert {r.data.tags["sweeps.outcome"] for r in runs.values()} == {"complete", "pruned"}
+    jobs = [d for d in (app / "multirun" / ".submitit").iterdir() if d.name.isdigit()]
+    assert len(jobs) == 6  # one submitit job (a process of its own) per trial
