@@ -10,6 +10,8 @@ packages, ranges): it runs before a sweep creates anything.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 
 from omegaconf import DictConfig
@@ -20,6 +22,19 @@ from sweeps.reporter import Reporter
 Objective = Callable[[DictConfig, Reporter], float]
 
 
+def import_from_workdir(module_name: str):
+    """``importlib.import_module``, with the working directory on the path as in a Hydra app or pytest.
+
+    ``sweeps`` is a console script: Python puts its ``bin/`` folder on ``sys.path``, not the folder
+    it runs in, so ``objective.target=mypkg.train:train`` run next to ``mypkg/`` would fail without
+    ``PYTHONPATH=.``. The working directory goes last: an installed package of the same name wins.
+    """
+    workdir = os.getcwd()
+    if workdir not in sys.path and "" not in sys.path:
+        sys.path.append(workdir)
+    return importlib.import_module(module_name)
+
+
 def load_objective(cfg: DictConfig) -> Objective:
     """Import ``cfg.objective.target``; check the study's metric is one the objective reports."""
     target = str(cfg.objective.get("target") or "")
@@ -27,7 +42,7 @@ def load_objective(cfg: DictConfig) -> Objective:
     if not module_name or not attribute:
         raise ConfigError("objective.target", target, "expected 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = import_from_workdir(module_name)
     except ImportError as err:
         raise ConfigError("objective.target", target, f"cannot import {module_name} ({err})") from None
     objective = getattr(module, attribute, None)

@@ -6,7 +6,6 @@ objective's ``Task`` (its model, data, loss and the configured optimizer) and to
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from omegaconf import DictConfig
 
 from sweeps.errors import ConfigError
 from sweeps.lr_finder import RangeTestResult, plot_range_test, range_test, search_bounds
+from sweeps.objective import import_from_workdir
 from sweeps.optimizers import build_optimizer
 from sweeps.tracking import SweepTracker
 from sweeps.training import Batch, Task, batches, cpu_threads, resolve_device
@@ -41,7 +41,7 @@ def objective_task(cfg: DictConfig) -> Task:
     """The ``Task`` of the configured objective: its module must offer ``make_task(cfg.objective)``."""
     target = str(cfg.objective.target)
     module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
-    make_task = getattr(importlib.import_module(module_name), "make_task", None)
+    make_task = getattr(import_from_workdir(module_name), "make_task", None)
     if not callable(make_task):
         raise ConfigError("objective.target", target, "the LR range test needs the objective's module to define make_task(cfg.objective) -> Task")
     return make_task(cfg.objective)
