@@ -337,6 +337,43 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
 
 
 @app.command(context_settings=EXTRA_ARGS)
+def studies(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
+    """Every study in the storage (storage.url): trials by outcome, the best value, when it started."""
+    from sweeps.config import compose_config
+    from sweeps.console import studies_table
+    from sweeps.redact import redact
+    from sweeps.studies import list_studies
+
+    url = str(compose_config(overrides or [], config_dir).storage.url)
+    rows = list_studies(url)
+    if not rows:
+        print(f"no studies in {redact(url)}")
+        return
+    make_console().print(studies_table(rows, redact(url)))
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def delete(
+    study: str = typer.Argument(..., help="The study to delete"),
+    overrides: Optional[list[str]] = OVERRIDES,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking"),
+    config_dir: Optional[str] = CONFIG_DIR,
+) -> None:
+    """Delete a study from both stores (its Optuna trials and its MLflow experiment), after asking."""
+    from sweeps.config import compose_config
+    from sweeps.studies import delete_study, plan_delete
+
+    cfg = compose_config(overrides or [], config_dir)
+    plan = plan_delete(str(cfg.storage.url), str(cfg.tracking.uri), study)
+    print(f"to delete: {plan.describe()}")
+    if not yes and not typer.confirm("delete both?", default=False):
+        print("nothing deleted")
+        raise typer.Exit(1)
+    delete_study(plan)
+    print(f"deleted study {study}" + (" and its MLflow experiment (in MLflow's trash until `mlflow gc`)" if plan.experiment_id else ""))
+
+
+@app.command(context_settings=EXTRA_ARGS)
 def ui(
     overrides: Optional[list[str]] = OVERRIDES,
     port: int = typer.Option(5000, "--port"),

@@ -200,3 +200,21 @@ def reproduce_table(results, original: dict[int, float], metric: str, robust) ->
             f"{min(result.values):.4f}", f"{max(result.values):.4f}", style=style,
         )
     return table
+
+
+def studies_table(rows: list, storage: str) -> Table:
+    """``sweeps studies``: one row per study, trials by outcome, best value."""
+    table = Table(title=f"studies in {storage}")
+    for column in ("study", "metric", "finished", "complete", "pruned", "diverged", "failed", "running", "best", "best trial", "started"):
+        table.add_column(column, justify="left" if column in ("study", "metric", "started") else "right")
+    for row in rows:
+        target = f"/{row.target}" if row.target else ""
+        metric = f"{row.metric or '?'} ({'max' if row.direction == 'maximize' else 'min' if row.direction == 'minimize' else row.direction})"
+        table.add_row(
+            row.name, metric, f"{row.finished}{target}",
+            *(str(row.outcomes.get(name, 0)) for name in ("complete", "pruned", "diverged", "failed", "running")),
+            _format(row.best_value) if row.best_value is not None else "–",
+            str(row.best_trial) if row.best_trial is not None else "–",
+            row.started.strftime("%Y-%m-%d %H:%M") if row.started else "–",
+        )  # fmt: skip
+    return table

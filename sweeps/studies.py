@@ -1,0 +1,130 @@
+"""The studies in a store, as ``optuna studies`` and W&B's project page show them, and deleting one.
+
+``list_studies`` reads Optuna's storage only: per study its trials by outcome, the total it aims
+at and its best value. ``delete_study`` removes a study from both stores: the Optuna study with its
+trials, and the MLflow experiment of the same name, which is renamed ``<name>-deleted-<time>``
+before MLflow's (soft) delete. MLflow keeps a deleted experiment's name reserved and ``sweeps``
+restores an experiment found deleted, so without the rename a new study of the same name would
+bring the old runs back. ``mlflow gc`` purges deleted experiments for good.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeps.errors import ConfigError
+from sweeps.redact import redact
+from sweeps.sqlite_tuning import tune_sqlite_connections
+from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total
+
+CONFIG_ATTR = "sweeps.config"  # the sweep's config on the study (sweeps.sweep.CONFIG_ATTR)
+
+
+@dataclass
+class StudyRow:
+    name: str
+    direction: str
+    metric: str | None
+    target: int | None  # sweep.n_trials, for studies created by sweeps
+    finished: int
+    outcomes: Counter = field(default_factory=Counter)  # complete, pruned, diverged, failed, running, ...
+    best_value: float | None = None
+    best_trial: int | None = None
+    started: datetime | None = None
+
+
+def open_storage(storage_url: str) -> optuna.storages.BaseStorage:
+    """The storage, which must exist already (listing or deleting never creates an SQLite file)."""
+    check_storage(storage_url, create=False)
+    tune_sqlite_connections()
+    return optuna.storages.get_storage(storage_url)
+
+
+def list_studies(storage_url: str) -> list[StudyRow]:
+    """Every study in ``storage_url``, oldest first (one storage read per study)."""
+    storage = open_storage(storage_url)
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
+        outcomes = Counter(_outcome(t) for t in trials)
+        config = summary.user_attrs.get(CONFIG_ATTR) or {}
+        sweep = config.get("sweep") or {}
+        direction = summary.direction.name.lower() if summary.direction is not None else "multi"
+        row = StudyRow(
+            summary.study_name, direction, sweep.get("metric"), sweep.get("n_trials"),
+            sum(counts_toward_total(t) for t in trials), outcomes, started=summary.datetime_start,
+        )  # fmt: skip
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if complete and summary.direction is not None:
+            best = (max if direction == "maximize" else min)(complete, key=lambda t: t.value)
+            row.best_value, row.best_trial = float(best.value), best.number
+        rows.append(row)
+    return sorted(rows, key=lambda r: r.started or datetime.min)
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What ``delete_study`` would remove: shown to the user before asking."""
+
+    name: str
+    storage_url: str
+    n_trials: int
+    tracking_uri: str
+    experiment_id: str | None
+    n_runs: int
+
+    def describe(self) -> str:
+        runs = (f"MLflow experiment {self.name} ({self.n_runs} runs) in {redact(self.tracking_uri)}"
+                if self.experiment_id else f"no MLflow experiment {self.name} in {redact(self.tracking_uri)}")
+        return f"Optuna study {self.name} ({self.n_trials} trials) in {redact(self.storage_url)}; {runs}"
+
+
+def plan_delete(storage_url: str, tracking_uri: str, name: str) -> DeletePlan:
+    """Check the study exists and count what would go; ``ConfigError`` naming the known studies if not."""
+    storage = open_storage(storage_url)
+    names = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name not in names:
+        raise ConfigError("study", name, f"no such study in {redact(storage_url)}", ", ".join(sorted(names)) or "none")
+    experiment_id, n_runs = _experiment(tracking_uri, name)
+    return DeletePlan(name, storage_url, names[name].n_trials, tracking_uri, experiment_id, n_runs)
+
+
+def delete_study(plan: DeletePlan) -> None:
+    """Delete the study from Optuna's storage and its experiment from MLflow (renamed, then deleted)."""
+    from mlflow.tracking import MlflowClient
+
+    if plan.experiment_id is not None:
+        client = MlflowClient(tracking_uri=plan.tracking_uri)
+        client.rename_experiment(plan.experiment_id, f"{plan.name}-deleted-{time.strftime('%Y%m%dT%H%M%S')}")
+        client.delete_experiment(plan.experiment_id)
+    optuna.delete_study(study_name=plan.name, storage=plan.storage_url)
+
+
+def _experiment(tracking_uri: str, name: str) -> tuple[str | None, int]:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        return None, 0
+    n_runs, token = 0, None
+    while True:
+        page = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+        n_runs += len(page)
+        token = page.token
+        if not token:
+            return experiment.experiment_id, n_runs
+
+
+def _outcome(trial: optuna.trial.FrozenTrial) -> str:
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return trial.state.name.lower()
+    fallback = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(trial.state.name, trial.state.name.lower())
+    return str(trial.user_attrs.get(OUTCOME_ATTR, fallback))
