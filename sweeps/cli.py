@@ -18,6 +18,7 @@ from rich.console import Console
 from sweeps.console_width import make_console
 
 from sweeps.errors import ConfigError
+from sweeps.lazy import after_import
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow.")
 OVERRIDES = typer.Argument(None, help="Hydra overrides: key=value, group=option, +key=value", show_default=False)
@@ -37,13 +38,15 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     With sweep.workers=N, N local worker processes share the study (PostgreSQL and an MLflow server).
     """
     from sweeps.config import compose_config
+
+    composed = compose_config(overrides or [], config_dir)  # bad input exits here, before the heavy imports
     from sweeps.console import SweepProgress
     from sweeps.launcher import check_shared_stores, resolve_workers
     from sweeps.signals import graceful_stop
     from sweeps.sweep import plan_sweep, run_sweep
 
     console = make_console()
-    plan = plan_sweep(compose_config(overrides or [], config_dir))
+    plan = plan_sweep(composed)
     cfg = plan.cfg
     workers, note = resolve_workers(cfg)  # auto: sweep.trials_per_gpu per GPU
     if note:
@@ -234,23 +237,13 @@ def train_command(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Production training: full epochs, no pruning, its own MLflow run linked to the source trial."""
-    from omegaconf import OmegaConf
+    from sweeps.config import compose_config, load_exported
 
-    from sweeps.config import compose_config, validate
+    local = compose_config([o for o in (overrides or []) if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))] if config else (overrides or []), config_dir)
+    cfg = load_exported(config, overrides or [], local) if config else local
     from sweeps.production import train_production
     from sweeps.tracking import SweepTracker, check_tracking, production_run_name
 
-    local = compose_config([o for o in (overrides or []) if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))] if config else (overrides or []), config_dir)
-    if config:
-        from pathlib import Path
-
-        if not Path(config).is_file():
-            raise ConfigError("--config", config, "no such file")
-        cfg = OmegaConf.merge(OmegaConf.load(config), {"storage": local.storage, "tracking": local.tracking})
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o for o in (overrides or []) if not o.split("=")[0].startswith(("storage", "tracking"))]))
-        validate(cfg)
-    else:
-        cfg = local
     check_tracking(str(cfg.tracking.uri))
     origin = cfg.get("provenance") or {}
     experiment = str(origin.get("study") or cfg.sweep.study_name)
@@ -280,6 +273,9 @@ def reproduce(
     from sweeps.sweep import shareable_config
     from sweeps.tracking import SweepTracker
 
+    for flag, count in (("--top", top), ("--seeds", seeds)):
+        if count < 1:
+            raise ConfigError(flag, count, "must be a positive integer")
     study, cfg = _open_study_config(args, config_dir)
     maximize = str(cfg.sweep.direction) == "maximize"
     complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
@@ -510,16 +506,20 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its loggers
     warnings.filterwarnings("ignore", category=FutureWarning)
-    import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
-    import optuna
+    for name in ("alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Optuna sets its own log level when imported; importing it here would cost a refused typo
+    # seconds, so its verbosity is set right after its first import, wherever that happens.
+    after_import("optuna", _quiet_optuna)
 
+
+def _quiet_optuna(optuna) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Failed trials are counted in the progress bar and carry their error in MLflow (sweeps.error,
     # error.txt): Optuna's per-trial warnings with tracebacks would only bury the progress view.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    for name in ("alembic", "mlflow", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

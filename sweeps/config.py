@@ -25,7 +25,7 @@ from sweeps.launcher import check_packing
 from sweeps.optimizers import OPTIMIZERS
 from sweeps.precision import check_precision
 from sweeps.redact import redact
-from sweeps.validation import check_settings, check_train
+from sweeps.validation import check_settings, check_train, config_keys, did_you_mean
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
@@ -87,6 +87,48 @@ def validate(cfg: DictConfig) -> None:
     check_packing(cfg.sweep)  # sweep.workers, sweep.trials_per_gpu
 
 
+def load_exported(path: str | Path, overrides: Sequence[str], local: DictConfig) -> DictConfig:
+    """An exported config (``sweeps best --export``) with this machine's stores and ``overrides``.
+
+    Overrides follow Hydra's rules on the file's keys: ``key=value`` must name an existing key (a
+    typo is refused, with the nearest key), ``+key=value`` adds or sets one; storage and tracking
+    come from ``local``. The result is validated, its objective imported: a bad file is one line.
+    """
+    from omegaconf import open_dict
+
+    from sweeps.objective import load_objective
+
+    if not Path(path).is_file():
+        raise ConfigError("--config", str(path), "no such file")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax, or a file that is not a mapping
+        raise ConfigError("--config", str(path), f"not a YAML config ({_first_line(err)})") from None
+    cfg = OmegaConf.merge(loaded, {"storage": local.storage, "tracking": local.tracking})
+    OmegaConf.set_struct(cfg, True)
+    for override in overrides:
+        key, _, text = override.partition("=")
+        name = key.lstrip("+~")
+        if name.startswith(("storage", "tracking")):
+            continue
+        try:
+            value = OmegaConf.from_dotlist([f"value={text}"]).value
+        except OmegaConfBaseException as err:
+            raise ConfigError(name, text, f"cannot parse value ({_first_line(err)})") from None
+        if not key.startswith("+") and OmegaConf.select(cfg, name, default=_ABSENT) is _ABSENT:
+            near = did_you_mean(name, config_keys(cfg))
+            problem = f"no such key in {path}" + (f"; did you mean {near}?" if near else "")
+            raise ConfigError(name, text, problem, f"an existing key, or +{name}=<value> to add one")
+        with open_dict(cfg):
+            OmegaConf.update(cfg, name, value, merge=False, force_add=True)
+    validate(cfg)
+    load_objective(cfg)  # an unimportable target is refused before a run is created
+    return cfg
+
+
+_ABSENT = object()
+
+
 def to_yaml(cfg: DictConfig) -> str:
     """The resolved config as YAML, with any URL's password hidden (it is written to artifacts)."""
     return redact(OmegaConf.to_yaml(cfg, resolve=True))
@@ -124,10 +166,21 @@ def _composition_error(err: Exception, overrides: Sequence[str]) -> ConfigError:
     key = match.group(1) if match else "override"
     value = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == key), "")
     if "is not in struct" in message or "No match in config" in message:
-        return ConfigError(key, value, "no such config key", f"an existing key, or +{key}=<value> to add one")
+        near = did_you_mean(key, _shipped_keys())
+        problem = f"no such config key; did you mean {near}?" if near else "no such config key"
+        return ConfigError(key, value, problem, f"an existing key, or +{key}=<value> to add one")
     if "An item is already at" in message:
         return ConfigError(key, value, "key exists already", f"{key}=<value> (no +) to change it")
     return ConfigError(key, value, _first_line(err))
+
+
+def _shipped_keys() -> list[str]:
+    """Every key of the shipped default config (for "did you mean" on a misspelt key)."""
+    try:
+        with initialize_config_dir(config_dir=str(builtin_config_dir()), version_base=None):
+            return config_keys(compose(config_name="config"))
+    except (HydraException, OmegaConfBaseException):
+        return []
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:

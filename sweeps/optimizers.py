@@ -15,12 +15,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: validating a config must not load it
+    import torch
+    from torch import nn
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULE_FREE = "schedule_free"
@@ -33,6 +34,8 @@ def depth_units(model: nn.Module) -> list[list[nn.Parameter]]:
     children are walked in order, containers (``Sequential``, ``ModuleList``) opened one level.
     A parameter shared by two units (tied embeddings) belongs to the first.
     """
+    from torch import nn
+
     if callable(getattr(model, "layer_groups", None)):
         units = [list(unit) for unit in model.layer_groups()]
     else:
@@ -65,6 +68,8 @@ def param_groups(model: nn.Module, weight_decay: float, lr_layer_decay: float = 
 
 def build_optimizer(model: nn.Module, train: Mapping[str, Any], total_steps: int) -> torch.optim.Optimizer:
     """Build ``train.optimizer`` at LR ``train.lr`` (the schedule overwrites it every step)."""
+    import torch
+
     name = train.get("optimizer", "adamw")
     if name not in OPTIMIZERS:
         raise ConfigError("train.optimizer", name, "unknown optimizer", ", ".join(OPTIMIZERS))

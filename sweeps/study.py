@@ -8,8 +8,6 @@ replaced.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import sqlalchemy
 from omegaconf import DictConfig
@@ -20,24 +18,29 @@ from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
 from sweeps.sqlite_tuning import tune_sqlite_connections
+from sweeps.validation import check_sqlite_location
 
 OUTCOME_ATTR = "sweeps.outcome"  # user attr: complete | pruned | diverged | failed | interrupted
 COUNTED_FAILURES = ("failed",)
 
 
-def check_storage(url: str) -> None:
-    """Fail fast with a clear line when the storage cannot be reached; creates nothing."""
+def check_storage(url: str, create: bool = True) -> None:
+    """Fail fast with a clear line when the storage cannot be reached or written; creates nothing.
+
+    ``create=False`` (read-only verbs): an SQLite file must exist already, it is never created."""
+    if not url:
+        raise ConfigError("storage.url", url, "empty: storage=postgres reads SWEEPS_STORAGE_URL, which is not set",
+                          "export SWEEPS_STORAGE_URL=postgresql+psycopg://user:password@host:5432/optuna")
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise ConfigError("storage.url", url, "not a database URL", "sqlite:///optuna.db, postgresql+psycopg://user@host:5432/db") from None
+        parsed.port  # noqa: B018  (a port that is not a number raises here, not deep in the driver)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise ConfigError("storage.url", url, f"not a database URL ({_first_line(err)})", "sqlite:///optuna.db, postgresql+psycopg://user@host:5432/db") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:"):
             raise ConfigError("storage.url", url, "an in-memory SQLite database cannot hold a study", "sqlite:///path/to/file.db")
-        folder = Path(database).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise ConfigError("storage.url", url, f"folder {folder} does not exist")
+        check_sqlite_location("storage.url", url, database, create)
         return
     try:
         engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(parsed))

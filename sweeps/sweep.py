@@ -34,6 +34,7 @@ from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study
 from sweeps.tracking import SweepTracker, best_trial_metrics, check_tracking, sweep_params
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
+from sweeps.validation import check_search_against_trainer
 from sweeps.worker import STATE_OUTCOME, Reaper, TrialCallback, run_trials
 
 LR_FIND_ATTR = "lr_find"
@@ -79,6 +80,7 @@ class SweepResult:
 def plan_sweep(cfg: DictConfig) -> SweepPlan:
     """Validate a composed config end to end; raises ``ConfigError``; writes nothing."""
     space = parse_search_space(cfg)
+    check_search_against_trainer(cfg, space)  # a bound no trial could train with is refused here
     if cfg.sweep.sampler == "grid":
         space.grid()
     objective = load_objective(cfg)
@@ -218,7 +220,7 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
         key = override.lstrip("+~").partition("=")[0]
         if not key.startswith(WORKER_LOCAL_OVERRIDES):
             raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage*, tracking*, sweep.study_name, train.device, train.threads")
-    check_storage(str(local.storage.url))
+    check_storage(str(local.storage.url), create=False)  # joining or reading a study never creates a store
     name = str(local.sweep.study_name)
     tune_sqlite_connections()
     storage = optuna.storages.RDBStorage(str(local.storage.url))

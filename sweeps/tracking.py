@@ -59,10 +59,12 @@ def check_tracking(uri: str) -> None:
     """Fail fast with a clear line when the tracking store cannot be reached; creates nothing."""
     scheme = urlparse(uri).scheme
     if scheme == "sqlite":
+        from sweeps.validation import check_sqlite_location
+
         database = uri.split(":///", 1)[-1]
-        folder = Path(database).expanduser().resolve().parent
-        if not database or not folder.is_dir():
-            raise ConfigError("tracking.uri", uri, f"folder {folder} does not exist")
+        if not database:
+            raise ConfigError("tracking.uri", uri, "no database file", "sqlite:///mlflow.db")
+        check_sqlite_location("tracking.uri", uri, database)  # the folder and the file writable
     elif scheme in ("http", "https"):
         import requests
 
