@@ -9,6 +9,7 @@ writes the summary on the parent run. ``run_sweep`` is the three in one process.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class Sweep:
     tracker: SweepTracker
     parent_run_id: str
     reaper: Reaper
+    timed_out: bool = False  # work() stopped at sweep.timeout before the study's total
 
 
 @dataclass
@@ -84,6 +86,7 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
     if cfg.sweep.sampler == "grid":
         space.grid()
     objective = load_objective(cfg)
+    _deadline(cfg)  # validates sweep.timeout
     Thresholds.from_mapping(cfg.get("diagnosis") or {})
     check_rung_eval(cfg.train)  # a bad value must stop the sweep here, not fail its first trial
     if cfg.lr_find.enabled:
@@ -124,10 +127,24 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
     slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name)
     try:
         total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
-        ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots)
+        deadline = _deadline(plan.cfg)
+        ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots, deadline=deadline)
     finally:
         slots.close()
+    if deadline is not None and time.monotonic() >= deadline and not total_reached(sweep):
+        sweep.timed_out = True
+        sweep.tracker.set_tags(sweep.parent_run_id, {"sweeps.timeout_reached": f"{plan.cfg.sweep.timeout:g} s, after {ran} trials here"})
     return ran, runner.aborted
+
+
+def _deadline(cfg: DictConfig) -> float | None:
+    """``time.monotonic()`` after which no trial starts (``sweep.timeout`` seconds from now), or None."""
+    timeout = cfg.sweep.get("timeout")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigError("sweep.timeout", timeout, "must be a number of seconds > 0", "null (no limit), 3600")
+    return time.monotonic() + float(timeout)
 
 
 def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = None) -> SweepResult:
@@ -201,7 +218,7 @@ def run_sweep(
     status, ran, aborted = "KILLED", 0, None  # stays KILLED if the loop is interrupted
     try:
         ran, aborted = work(sweep, callbacks, stop)
-        status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or grid_exhausted(sweep.study) else "KILLED")
+        status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or grid_exhausted(sweep.study) or sweep.timed_out else "KILLED")
     finally:
         result = close_sweep(sweep, status, ran, aborted)
     return result

@@ -61,6 +61,7 @@ def run_trials(
     max_trials: int | None = None,
     poll_seconds: float = 1.0,
     slots: TrialSlots | None = None,
+    deadline: float | None = None,
 ) -> int:
     """Run trials one at a time until the study holds ``total`` finished trials.
 
@@ -72,6 +73,7 @@ def run_trials(
     aborted sweep, an exhausted grid, or after ``max_trials`` here. A trial whose objective raised is
     recorded as failed and the loop goes on (``catch``). Returns how many trials this call ran.
     ``total`` may be a function: it is read again before every trial (a total raised mid-sweep).
+    No trial starts once ``time.monotonic()`` passes ``deadline`` (``sweep.timeout``).
     """
     stop = stop or StopFlag()
     slots = slots or TrialSlots(None, study.study_name)  # one process: nothing to lock
@@ -83,6 +85,8 @@ def run_trials(
     ran = 0
     while not stop.requested() and runner.aborted is None and not grid_exhausted(study):
         if max_trials is not None and ran >= max_trials:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
             break
         slots.acquire()
         try:

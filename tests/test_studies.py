@@ -73,3 +73,20 @@ def test_delete_asks_then_removes_both_stores_and_the_name_starts_clean(two_stud
     experiment = client.get_experiment_by_name("s1")
     assert len(client.search_runs([experiment.experiment_id])) == 2  # the new parent and its one trial, none of the old
     assert len(again.study.trials) == 1
+
+
+def test_timeout_stops_starting_trials_and_ends_the_sweep_finished(compose, tmp_path: Path) -> None:
+    cfg = compose("objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "sweep.n_trials=100000",
+                  "sweep.timeout=1.5", "sweep.study_name=timed")  # fmt: skip
+    result = run_sweep(plan_sweep(cfg))
+    assert 1 <= len(result.study.trials) < 100000 and all(t.state.is_finished() for t in result.study.trials)
+    parent = MlflowClient(cfg.tracking.uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and "sweeps.timeout_reached" in parent.data.tags
+    assert parent.data.params["timeout"] == "1.5"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc"])
+def test_timeout_must_be_positive_seconds(tmp_path: Path, value: str) -> None:
+    done = run_cli("run", *store_overrides(tmp_path), f"sweep.timeout={value}", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith(f"sweeps: error: sweep.timeout=") and "seconds" in done.stderr
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
