@@ -155,14 +155,21 @@ def regret_curve(trace: Trace, axis: str, grid: np.ndarray, best: float, worst: 
     return (best - so_far) / (best - worst)
 
 
-def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, budget_seconds: float, workers: int = 1) -> Trace:
-    """One run of ``arm``: trials until both budgets are spent, ``workers`` at a time."""
-    import optuna
-    from objectives.lcbench import _config_of
-    from sweeps.space import apply_params
+def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, budget_seconds: float, workers: int = 1,
+           study_name: str | None = None, max_trials: int | None = None):  # fmt: skip
+    """One run of ``arm``: trials until both budgets are spent (or ``max_trials``), ``workers`` at a time.
 
+    Returns the trace; the in-memory study is ``trace.study``. Hyperband picks a trial's bracket
+    from a hash of the study name: give a live sweep's name to replay that sweep trial for trial.
+    """
+    import optuna
+    from objectives.lcbench import KEYS, lcbench_config
+    from omegaconf import OmegaConf
+
+    # the trial's config as the objective reads it, without composing one per trial (the cost would dominate)
+    base = {key: OmegaConf.select(cfg, key) for key in KEYS}
     sampler, pruner, reports = arm.make(seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name=f"{arm.name}-{seed}")
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name=study_name or f"{arm.name}-{seed}")
     trace, best = Trace(), -math.inf
     spent_epochs = spent_seconds = 0.0
     clock: list[tuple[float, int, int]] = []  # (time its next epoch ends, order, worker)
@@ -172,7 +179,7 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
     def start(worker: int, now: float) -> None:
         nonlocal order
         trial = study.ask()
-        config = _config_of(apply_params(cfg, space.sample(trial)))
+        config = lcbench_config({**base, **space.sample(trial)})
         curve = {name: values[0] for name, values in surrogate.curves([config]).items()}
         running[worker] = (trial, curve, 0, now)
         heapq.heappush(clock, (now + curve["sim_time"][0], order, worker))
@@ -206,9 +213,50 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
         trace.n_trials += 1
         trace.add(spent_epochs, spent_seconds, best)
         del running[worker]
-        if spent_epochs < budget_epochs or spent_seconds < budget_seconds:
+        if (spent_epochs < budget_epochs or spent_seconds < budget_seconds) and (max_trials is None or order_trials(study) < max_trials):
             start(worker, now)
+    trace.study = study
     return trace
+
+
+def order_trials(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=None))
+
+
+def live_check(data: str, task: str, seeds: Sequence[int], n_trials: int) -> list[dict]:
+    """Live ``sweeps run objective=lcbench`` sweeps (SQLite, MLflow) against their replay, trial by trial."""
+    from objectives.lcbench import Surrogate
+    from sweeps.config import compose_config
+    from sweeps.space import parse_search_space
+    from sweeps.sweep import plan_sweep, run_sweep
+
+    from benchmarks.common import scratch, store_overrides
+
+    rows = []
+    for seed in seeds:
+        with scratch() as folder:
+            name = f"live-{task}-{seed}"
+            overrides = ["objective=lcbench", f"objective.data_dir={data}", f"objective.instance={task}", f"sweep.seed={seed}",
+                         f"sweep.n_trials={n_trials}", f"sweep.study_name={name}"]  # fmt: skip
+            started = time.perf_counter()
+            live = run_sweep(plan_sweep(compose_config([*overrides, *store_overrides(folder)]))).study.get_trials()
+            seconds = time.perf_counter() - started
+        cfg = compose_config(overrides)
+        arm = service_arm("sweeps default", [f"objective.data_dir={data}", f"objective.instance={task}"])
+        replayed = replay(Surrogate(task, data), cfg, parse_search_space(cfg), arm, seed, math.inf, math.inf, study_name=name, max_trials=n_trials)
+        again = replayed.study.get_trials()
+        same = sum(a.params == b.params and a.state == b.state and _close(a.value, b.value) for a, b in zip(live, again))
+        best_live = max((t.value for t in live if t.value is not None and t.state.name == "COMPLETE"), default=math.nan)
+        best_replay = max((t.value for t in again if t.value is not None and t.state.name == "COMPLETE"), default=math.nan)
+        rows.append({"seed": seed, "trials": len(live), "identical": same, "best_live": best_live, "best_replay": best_replay, "live_seconds": seconds})
+    return rows
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    """Equal within float32 noise (the surrogate answers in float32); both None counts as equal."""
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -347,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default")
     parser.add_argument("--summary", action="store_true", help="all 34 tasks: random, the best stock arm and the default, summary table")
     parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
+    parser.add_argument("--live", type=int, default=0, help="live sweeps (seeds) on the first task to compare with their replay")
+    parser.add_argument("--live-trials", type=int, default=40)
     parser.add_argument("--out", default=None, help="results file name (default lcbench.json / lcbench_quick.json)")
     args = parser.parse_args(argv)
     if not args.data:
@@ -381,11 +431,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_task(result)
     if len(results) > 1:
         print_summary(results)
+    live = []
+    if args.live:
+        live = live_check(args.data, tasks[0], range(args.live), args.live_trials)
+        console.print(table(f"live sweeps vs their replay (task {tasks[0]}, sweeps default)", ["seed", "trials", "identical trials", "best live", "best replay", "live s"],
+                            [[r["seed"], r["trials"], r["identical"], fmt(r["best_live"], 4), fmt(r["best_replay"], 4), fmt(r["live_seconds"], 3)] for r in live]))  # fmt: skip
     name = args.out or ("lcbench_quick.json" if args.quick else ("lcbench_all.json" if args.summary else "lcbench.json"))
     plot = RESULTS / name.replace(".json", "_regret.png")
     (regret_plot if len(results) <= 3 else regret_plot_summary)(results, plot)
     record = {"command": cmd, "seeds": args.seeds, "budget_full_runs": args.budget, "arms": {a.name: a.about for a in arms},
-              "tasks": [{k: v for k, v in r.items() if k != "_traces"} for r in results], "plot": plot.name}  # fmt: skip
+              "tasks": [{k: v for k, v in r.items() if k != "_traces"} for r in results], "plot": plot.name, "live": live}  # fmt: skip
     (RESULTS / name).write_text(json.dumps(record, indent=1, default=float))
     console.print(f"wrote {RESULTS / name} and {plot}")
     return 0

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
 from sweeps.reporter import Reporter
@@ -65,7 +65,8 @@ def check_config(cfg: DictConfig) -> None:
     instance = str(cfg.objective.instance)
     instances = _instances(str(folder))
     if instance not in instances:
-        raise ConfigError("objective.instance", instance, "not an LCBench task", ", ".join(instances))
+        raise ConfigError("objective.instance", instance, "not an LCBench task",
+                          f"one of its {len(instances)} OpenML task ids, e.g. 167168, 189873, 189906 (YAHPO-SO)")
     epochs = cfg.train.epochs
     if not isinstance(epochs, int) or not 1 <= epochs <= EPOCHS:
         raise ConfigError("train.epochs", epochs, f"LCBench curves have {EPOCHS} epochs", f"1..{EPOCHS}")
@@ -109,24 +110,31 @@ def train(cfg: DictConfig, reporter: Reporter) -> float:
     return float(curve[str(cfg.sweep.metric)][0, epochs - 1])
 
 
+# The config key each of LCBench's parameters is read from.
+KEYS = {
+    "train.batch_size": "batch_size",
+    "train.lr": "learning_rate",
+    "train.momentum": "momentum",
+    "train.weight_decay": "weight_decay",
+    "objective.num_layers": "num_layers",
+    "objective.max_units": "max_units",
+    "objective.max_dropout": "max_dropout",
+}
+
+
 def _config_of(cfg: DictConfig) -> dict[str, float]:
     """The trial's config in LCBench's names, each checked against LCBench's range."""
-    train, objective = cfg.train, cfg.objective
-    values = {
-        "batch_size": ("train.batch_size", train.batch_size),
-        "learning_rate": ("train.lr", train.lr),
-        "momentum": ("train.momentum", train.momentum),
-        "weight_decay": ("train.weight_decay", train.weight_decay),
-        "num_layers": ("objective.num_layers", objective.num_layers),
-        "max_units": ("objective.max_units", objective.max_units),
-        "max_dropout": ("objective.max_dropout", objective.max_dropout),
-    }
+    return lcbench_config({key: OmegaConf.select(cfg, key) for key in KEYS})
+
+
+def lcbench_config(values: dict[str, object]) -> dict[str, float]:
+    """``{config key: value}`` (``train.lr``, ...) in LCBench's names, each checked against its range."""
     config: dict[str, float] = {}
-    for name, (key, value) in values.items():
+    for key, name in KEYS.items():
         low, high, _, integer = SPACE[name]
-        number = _number(key, value, integer)
+        number = _number(key, values[key], integer)
         if not low <= number <= high:
-            raise ConfigError(key, value, f"outside LCBench's range for {name}", f"[{low}, {high}]")
+            raise ConfigError(key, values[key], f"outside LCBench's range for {name}", f"[{low}, {high}]")
         config[name] = number
     return config
 
