@@ -17,7 +17,7 @@ from rich.console import Console
 
 from sweeps.console_width import make_console
 
-from sweeps.errors import ConfigError
+from sweeps.errors import ConfigError, StoreUnavailable
 from sweeps.lazy import after_import
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow.")
@@ -490,6 +490,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print("sweeps: interrupted; re-run the same command to continue the study", file=sys.stderr)
         sys.exit(130)
+    except StoreUnavailable as err:  # retried with backoff for storage.grace_period first
+        print(f"sweeps: error: {err}; re-run the same command once the database is back", file=sys.stderr)
+        sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except Exception as err:  # click usage errors carry their own exit code

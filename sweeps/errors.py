@@ -26,6 +26,10 @@ class ConfigError(ValueError):
         super().__init__(redact(" ".join(message.split())))
 
 
+class StoreUnavailable(RuntimeError):
+    """A database stayed unreachable longer than the retry deadline (``sweeps.db_retry``): exit 1."""
+
+
 def _cut(text: str, limit: int) -> str:
     """``text`` shortened to about ``limit`` characters, saying how long it was."""
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"

@@ -13,6 +13,7 @@ import sqlalchemy
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.db_retry import ReconnectingStorage
 from sweeps.errors import ConfigError
 from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
@@ -56,11 +57,12 @@ def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:
     store = cfg.storage
     tune_sqlite_connections()
     engine_kwargs = {"pool_pre_ping": True} if not str(store.url).startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
+    return ReconnectingStorage(  # every call survives a dropped connection for up to grace_period
         url=str(store.url),
         engine_kwargs=engine_kwargs,
         heartbeat_interval=int(store.heartbeat_interval),
         grace_period=int(store.grace_period),
+        retry_deadline=float(store.grace_period),
         **_retry_stale_trials(int(store.max_retry)),
     )
 

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 
 from sweeps.accelerator import guard_out_of_memory
 from sweeps.config import to_yaml
+from sweeps.db_retry import ReconnectingStorage
 from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError
 from sweeps.objective import Objective, load_objective
@@ -124,7 +125,7 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
     """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
     plan = sweep.plan
     runner = TrialRunner(plan.cfg, plan.space, guard_out_of_memory(plan.objective), sweep.tracker, stop)  # GPU OOM fails the trial only
-    slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name)
+    slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name, retry_deadline=float(plan.cfg.storage.grace_period))
     try:
         total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
         deadline = _deadline(plan.cfg)
@@ -240,7 +241,7 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
     check_storage(str(local.storage.url), create=False)  # joining or reading a study never creates a store
     name = str(local.sweep.study_name)
     tune_sqlite_connections()
-    storage = optuna.storages.RDBStorage(str(local.storage.url))
+    storage = ReconnectingStorage(str(local.storage.url), retry_deadline=float(local.storage.grace_period))
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in summaries:
         raise ConfigError("sweep.study_name", name, f"no such study in {redact(str(local.storage.url))}", ", ".join(sorted(summaries)) or "create it with `sweeps create` or `sweeps run`")
