@@ -195,7 +195,6 @@ def test_joblib_launcher_runs_two_job_slots_on_postgresql(app: Path, postgres_da
     study = optuna.load_study(study_name="app", storage=postgres_database)
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert sorted({t.user_attrs["sweeps.slot"] for t in trials}) == [0, 1]
     overlapping = [(a.number, b.number) for a in trials for b in trials
                    if a.number < b.number and b.datetime_start < a.datetime_complete and a.datetime_start < b.datetime_complete]
     assert overlapping, "two job slots never ran trials at the same time"

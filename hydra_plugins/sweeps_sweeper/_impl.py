@@ -39,7 +39,6 @@ from sweeps.space import parse_key_space
 
 log = logging.getLogger(__name__)
 OVERRIDES_ATTR = "sweeps.overrides"  # user attr: the job's overrides (fixed + sampled)
-SLOT_ATTR = "sweeps.slot"  # user attr: the job slot that ran the trial
 SERIAL_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
 PLAIN_STRING = re.compile(r"[A-Za-z_][\w\-./]*")
 
@@ -83,7 +82,7 @@ class SweepsSweeperImpl:
         asker = TrialAsker(sweep)
         status = "KILLED"  # stays KILLED if the sweep is interrupted
         try:
-            workers = [threading.Thread(target=self._slot, args=(asker, index, fixed, adds), name=f"sweeps-slot-{index}") for index in range(slots)]
+            workers = [threading.Thread(target=self._slot, args=(asker, fixed, adds), name=f"sweeps-slot-{index}") for index in range(slots)]
             for worker in workers:
                 worker.start()
             for worker in workers:
@@ -104,7 +103,7 @@ class SweepsSweeperImpl:
             log.info("Best trial %d: %s=%.6g; run it: python %s --config-dir %s +experiment=best",
                      best.number, cfg.sweep.metric, best.value, Path(sys.argv[0]).name, export_dir)
 
-    def _slot(self, asker: TrialAsker, index: int, fixed: list[str], adds: dict[str, str]) -> None:
+    def _slot(self, asker: TrialAsker, fixed: list[str], adds: dict[str, str]) -> None:
         """One job slot: ask, launch, repeat until the study's total (or a stop)."""
         while not self.stop.is_set():
             asked = asker.next_trial()
@@ -113,17 +112,16 @@ class SweepsSweeperImpl:
             trial, values = asked
             overrides = [*fixed, *(f"{adds.get(key, '')}{key}={format_value(value)}" for key, value in values.items())]
             trial.set_user_attr(OVERRIDES_ATTR, overrides)
-            trial.set_user_attr(SLOT_ATTR, index)
             (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
-            self._check(asker, trial.number, job)
+            if job.status != JobStatus.COMPLETED:  # a completed job has told its trial's outcome already
+                self._failed(asker, trial.number, job)
 
-    def _check(self, asker: TrialAsker, number: int, job: JobReturn) -> None:
+    def _failed(self, asker: TrialAsker, number: int, job: JobReturn) -> None:
         """A job that failed before its trial opened leaves it RUNNING: fail it (it counts); a
         metric the app never reports stops the sweep (no other trial would do better)."""
-        error = job._return_value if job.status == JobStatus.FAILED else None
-        if error is not None:
-            log.warning("trial %d failed: %s: %s", number, type(error).__name__, error)
-        fail_unfinished(asker.sweep.study, number, f"{type(error).__name__}: {error}" if error else "the job ended without ending its trial")
+        error = job._return_value
+        log.warning("trial %d failed: %s: %s", number, type(error).__name__, error)
+        fail_unfinished(asker.sweep.study, number, f"{type(error).__name__}: {error}")
         if isinstance(error, MetricMissing):
             self.aborted = f"{asker.sweep.plan.cfg.sweep.metric} {str(error).strip(chr(39) + chr(34))}"
             self.stop.set()
