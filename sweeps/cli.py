@@ -79,11 +79,15 @@ def preview(
     console = make_console()
     cfg = compose_config(overrides or [], config_dir)
     space = parse_search_space(cfg)
-    seconds = None
+    seconds = service = None
     if measure:
+        from sweeps.service_cost import measure_service_cost
+
+        with console.status("timing the service: start-up, a few instant trials, the report"):
+            service = measure_service_cost(cfg)  # first: it times the imports a sweep pays
         with console.status("timing two epochs of the objective"):
             seconds = measure_epoch_seconds(cfg)
-    for table in preview_tables(cfg, space, estimate_budget(cfg, seconds), configured_brackets(cfg)):
+    for table in preview_tables(cfg, space, estimate_budget(cfg, seconds, service), configured_brackets(cfg)):
         console.print(table)
 
 

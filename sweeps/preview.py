@@ -24,6 +24,7 @@ from rich.table import Table
 
 from sweeps.errors import ConfigError
 from sweeps.reporter import TrialStopped
+from sweeps.service_cost import ServiceCost
 from sweeps.space import SearchParam, SearchSpace, parse_search_space
 
 # Median pruner approximation (see ``estimate_budget``): the share of post-startup trials pruned
@@ -140,17 +141,22 @@ class Budget:
     random_trials: int  # trials the sampler draws at random before modelling the space
     notes: tuple[str, ...] = ()
     epoch_seconds: float | None = None
+    service: ServiceCost | None = None  # start-up, per-trial and report cost, measured on the spot
+
+    @property
+    def service_seconds(self) -> float:
+        return self.service.seconds(self.n_trials) if self.service is not None else 0.0
 
     @property
     def worst_case_seconds(self) -> float | None:
-        return None if self.epoch_seconds is None else self.worst_case_epochs * self.epoch_seconds
+        return None if self.epoch_seconds is None else self.worst_case_epochs * self.epoch_seconds + self.service_seconds
 
     @property
     def expected_seconds(self) -> float | None:
-        return None if self.epoch_seconds is None else self.expected_epochs * self.epoch_seconds
+        return None if self.epoch_seconds is None else self.expected_epochs * self.epoch_seconds + self.service_seconds
 
 
-def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None) -> Budget:
+def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None, service: ServiceCost | None = None) -> Budget:
     """Worst-case and expected epochs (and seconds, given one epoch's time) of the configured sweep.
 
     Expected epochs by pruner:
@@ -207,7 +213,7 @@ def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None) -> Budg
                 f"TPE draws its first {random_trials} trials at random over the whole study, not per bracket, "
                 "and models all brackets' trials together (Optuna 5.0)"
             )
-    return Budget(n_trials, epochs, pruner, worst, expected, assumption, random_trials, tuple(notes), epoch_seconds)
+    return Budget(n_trials, epochs, pruner, worst, expected, assumption, random_trials, tuple(notes), epoch_seconds, service)
 
 
 class _EpochsTimed(TrialStopped):
@@ -336,9 +342,13 @@ def preview_tables(cfg: DictConfig, space: SearchSpace, budget: Budget, brackets
     budget_table = Table(title=f"budget of {budget.n_trials} trials{seconds}")
     for column, justify in (("case", "left"), ("epochs", "right"), ("time", "right"), ("basis", "left")):
         budget_table.add_column(column, justify=justify)
-    budget_table.add_row("worst case", str(budget.worst_case_epochs), _duration(budget.worst_case_seconds), "nothing pruned")
+    service = ""
+    if budget.service is not None:
+        cost = budget.service
+        service = f"; plus the service: {cost.startup_seconds:.1f} s start-up, {cost.per_trial_seconds * 1000:.0f} ms per trial, {cost.close_seconds:.1f} s report"
+    budget_table.add_row("worst case", str(budget.worst_case_epochs), _duration(budget.worst_case_seconds), "nothing pruned" + service)
     budget_table.add_row(
-        f"expected ({budget.pruner})", f"{budget.expected_epochs:.1f}", _duration(budget.expected_seconds), budget.assumption
+        f"expected ({budget.pruner})", f"{budget.expected_epochs:.1f}", _duration(budget.expected_seconds), budget.assumption + service
     )
     tables.append(budget_table)
     return tables

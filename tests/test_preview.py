@@ -23,6 +23,7 @@ from sweeps.preview import (
     measure_epoch_seconds,
     preview_tables,
 )
+from sweeps.service_cost import ServiceCost, measure_service_cost
 from sweeps.space import parse_search_space
 from sweeps.study import make_pruner
 
@@ -249,3 +250,23 @@ def test_measure_epoch_seconds_needs_make_task() -> None:
     cfg = compose_config(["objective=custom", "objective.target=tests.objectives_for_tests:quadratic"])
     with pytest.raises(ConfigError, match="objective.target='tests.objectives_for_tests:quadratic': .*needs .*make_task"):
         measure_epoch_seconds(cfg)
+
+
+def test_time_estimate_adds_the_service_cost() -> None:
+    cfg = compose_config(["sweep.pruner=none", "sweep.n_trials=10", "train.epochs=3"])
+    service = ServiceCost(startup_seconds=4.0, per_trial_seconds=0.1, close_seconds=3.0, stores="SQLite")
+    budget = estimate_budget(cfg, epoch_seconds=0.5, service=service)
+    assert budget.worst_case_seconds == pytest.approx(30 * 0.5 + 4.0 + 10 * 0.1 + 3.0)
+    assert budget.expected_seconds == budget.worst_case_seconds  # no pruner
+    assert estimate_budget(cfg, epoch_seconds=0.5).expected_seconds == pytest.approx(15.0)  # epochs only without it
+    console = Console(record=True, width=250)
+    for table in preview_tables(cfg, parse_search_space(cfg), budget, []):
+        console.print(table)
+    assert "4.0 s start-up, 100 ms per trial, 3.0 s report" in console.export_text()
+
+
+def test_service_cost_is_measured_with_the_real_service_on_throwaway_stores(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cost = measure_service_cost(compose_config(["train.epochs=3"]), n_trials=3)
+    assert cost.startup_seconds > 0 and cost.per_trial_seconds > 0 and cost.close_seconds > 0
+    assert cost.per_trial_seconds < 10 and list(tmp_path.iterdir()) == []  # nothing written where it ran
