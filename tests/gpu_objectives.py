@@ -41,3 +41,22 @@ def record_environment(cfg: DictConfig, reporter: Reporter) -> float:
         time.sleep(0.1)  # a barrier between processes: no clock to inject
     reporter.report(1, val_acc=0.5)
     return 0.5
+
+
+# The CUDA memory a real out-of-memory trial held, and what was allocated before it.
+cuda_marks: dict[str, int] = {}
+
+
+def cuda_out_of_memory_first(cfg: DictConfig, reporter: Reporter) -> float:
+    """On a GPU: the first trial holds 256 MiB, then asks for 1 TiB (a real CUDA out-of-memory error);
+    later trials score 1.0 if that memory was freed and the allocator's cache returned to the driver."""
+    if not cuda_marks:
+        cuda_marks["allocated_before"] = torch.cuda.memory_allocated()
+        held_tensor = torch.ones(64, 2**20, device="cuda")  # 256 MiB, alive in this frame when the error comes
+        cuda_marks["held"] = held_tensor.numel() * 4
+        torch.empty(2**40, dtype=torch.uint8, device="cuda")
+    freed = torch.cuda.memory_allocated() <= cuda_marks["allocated_before"]
+    cache_emptied = torch.cuda.memory_reserved() < cuda_marks["held"]
+    for epoch in range(1, cfg.train.epochs + 1):
+        reporter.report(epoch, val_acc=float(freed and cache_emptied))
+    return float(freed and cache_emptied)

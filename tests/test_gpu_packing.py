@@ -10,13 +10,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.config import compose_config
 from sweeps.errors import ConfigError
 from sweeps.launcher import LocalWorkers, assign_workers, resolve_workers, worker_count
-from sweeps.sweep import plan_sweep, run_sweep
+from sweeps.sweep import open_sweep, plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
 SHARED = ["storage.url=postgresql+psycopg://u@h/db", "tracking.uri=http://127.0.0.1:5000"]
@@ -102,18 +103,23 @@ def test_local_workers_packed_on_one_gpu_id_each_see_it(tmp_path: Path) -> None:
     the same CUDA_VISIBLE_DEVICES, and together they run the study to its total."""
     stores = store_overrides(tmp_path)
     target = ["objective=custom", "objective.target=tests.gpu_objectives:record_environment", "sweep.pruner=none"]
-    created = run_cli("create", *stores, *target, "sweep.study_name=packed", "sweep.n_trials=2", "train.epochs=1", cwd=tmp_path)
-    assert created.returncode == 0, created.stderr
+    open_sweep(plan_sweep(compose_config([*stores, *target, "sweep.study_name=packed", "sweep.n_trials=2", "train.epochs=1"])))  # sweeps create
     env_dir = tmp_path / "env"
     env_dir.mkdir()
     workers, _ = worker_count("auto", 2, ["7"], shared_stores=True)
-    os.environ.update(SWEEPS_TEST_ENV_DIR=str(env_dir), SWEEPS_TEST_WORKERS=str(workers), PYTHONPATH=str(REPO_ROOT))
+    saved_path = os.environ.get("PYTHONPATH")
+    os.environ.update(
+        SWEEPS_TEST_ENV_DIR=str(env_dir), SWEEPS_TEST_WORKERS=str(workers), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), saved_path]))
+    )
     try:
         local = LocalWorkers(assign_workers(workers, ["7"], threads_setting=1), [*stores, "sweep.study_name=packed", "train.device=cpu"])
         codes = local.wait(lambda: None, lambda: False, interval=0.2)
     finally:
         for key in ("SWEEPS_TEST_ENV_DIR", "SWEEPS_TEST_WORKERS"):
             os.environ.pop(key)
+        os.environ.pop("PYTHONPATH")
+        if saved_path is not None:
+            os.environ["PYTHONPATH"] = saved_path
     assert codes == [0, 0], local.failure_report(codes)
     seen = [json.loads(p.read_text()) for p in env_dir.glob("*.json")]
     assert len(seen) == 2  # two processes (two pids), one trial each
@@ -141,3 +147,15 @@ def test_out_of_memory_fails_only_its_trial_and_frees_its_tensors(tmp_path: Path
     run = client.get_run(failed.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED"
     assert run.data.tags["sweeps.error"] == failed.user_attrs["error"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_run.sh runs it on one)")
+def test_real_cuda_out_of_memory_fails_its_trial_and_returns_the_memory(tmp_path: Path) -> None:
+    cfg = compose_config([
+        *store_overrides(tmp_path), "objective=custom", "objective.target=tests.gpu_objectives:cuda_out_of_memory_first",
+        "sweep.pruner=none", "sweep.n_trials=2", "train.epochs=1", "sweep.study_name=cuda-oom",
+    ])
+    result = run_sweep(plan_sweep(cfg))
+    first, second = result.study.get_trials()
+    assert first.state == TrialState.FAIL and first.user_attrs["error"].startswith("GpuOutOfMemory: out of GPU memory")
+    assert second.state == TrialState.COMPLETE and second.value == 1.0  # 256 MiB freed, the cache emptied
