@@ -31,7 +31,7 @@ from sweeps.report import publish_report
 from sweeps.reporter import MetricMissing, TrialReporter
 from sweeps.seeding import grid_exhausted
 from sweeps.space import SearchSpace
-from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total, make_pruner, make_storage
+from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total, fail_stale_trials, make_pruner, make_storage
 from sweeps.sweep import CONFIG_ATTR, LOCAL_KEYS, Sweep, SweepPlan, SweepResult, open_sweep, outcome_counts
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
@@ -132,14 +132,20 @@ class TrialAsker:
         with self.lock:
             self.slots.acquire()
             try:
-                trials = study.get_trials(deepcopy=False)
-                taken = sum(counts_toward_total(t) or t.state == TrialState.RUNNING for t in trials)
-                if taken >= self.total or grid_exhausted(study):
+                if self._taken(study) >= self.total:
+                    fail_stale_trials(study)  # a dead job's trial frees its slot (and is re-queued once)
+                    if self._taken(study) >= self.total:
+                        return None
+                if grid_exhausted(study):
                     return None
                 trial = study.ask()
             finally:
                 self.slots.release()
         return trial, self.sweep.plan.space.sample(trial)
+
+    @staticmethod
+    def _taken(study: optuna.Study) -> int:
+        return sum(counts_toward_total(t) or t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
     def close(self) -> None:
         self.slots.close()

@@ -217,3 +217,27 @@ def test_submitit_local_jobs_in_their_own_processes_are_pruned(app: Path) -> Non
     assert {r.data.tags["sweeps.outcome"] for r in runs.values()} == {"complete", "pruned"}
     jobs = [d for d in (app / "multirun" / ".submitit").iterdir() if d.name.isdigit()]
     assert len(jobs) == 6  # one submitit job (a process of its own) per trial
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(True, "true"), (None, "null"), (3, "3"), (1e-05, "1e-05"), (0.1, "0.1"), ("adamw", "adamw"), ("resnet-18", "resnet-18"),
+     ("true", "'true'"), ("a b", "'a b'"), ("it's", "'it\\'s'"), ("[1,2]", "'[1,2]'")],
+)
+def test_sampled_values_become_override_text_hydra_parses_back(value: object, text: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.sweeps_sweeper._impl import format_value
+
+    assert format_value(value) == text
+    assert OverridesParser.create().parse_override(f"key={text}").value() == value
+
+
+def test_params_command_line_and_search_mappings_make_one_space() -> None:
+    from hydra_plugins.sweeps_sweeper._impl import split_overrides
+
+    settings = {"params": {"x": "range(-5.5, 5.5, step=0.5)", "z": 3}, "search": {"wd": {"type": "float", "low": 1e-6, "high": 0.1, "log": True, "zero_prob": 0.2}}}
+    search, adds, fixed = split_overrides(settings, ["y=1,2,3", "+extra=choice(a, b)", "epochs=5"])
+    assert search == {"x": "range(-5.5, 5.5, step=0.5)", "y": "choice(1,2,3)", "extra": "choice(a, b)",
+                      "wd": {"type": "float", "low": 1e-6, "high": 0.1, "log": True, "zero_prob": 0.2}}
+    assert adds == {"extra": "+"} and fixed == ["z=3", "epochs=5"]

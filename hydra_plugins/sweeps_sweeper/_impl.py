@@ -24,7 +24,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,14 +112,17 @@ class SweepsSweeperImpl:
             trial, values = asked
             overrides = [*fixed, *(f"{adds.get(key, '')}{key}={format_value(value)}" for key, value in values.items())]
             trial.set_user_attr(OVERRIDES_ATTR, overrides)
-            (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            try:
+                (job,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            except Exception as err:  # the launcher lost the job (a killed worker process, a cluster error)
+                self._failed(asker, trial.number, err)
+                continue
             if job.status != JobStatus.COMPLETED:  # a completed job has told its trial's outcome already
-                self._failed(asker, trial.number, job)
+                self._failed(asker, trial.number, job._return_value)
 
-    def _failed(self, asker: TrialAsker, number: int, job: JobReturn) -> None:
+    def _failed(self, asker: TrialAsker, number: int, error: BaseException) -> None:
         """A job that failed before its trial opened leaves it RUNNING: fail it (it counts); a
         metric the app never reports stops the sweep (no other trial would do better)."""
-        error = job._return_value
         log.warning("trial %d failed: %s: %s", number, type(error).__name__, error)
         fail_unfinished(asker.sweep.study, number, f"{type(error).__name__}: {error}")
         if isinstance(error, MetricMissing):
