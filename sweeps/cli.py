@@ -12,12 +12,13 @@ import sys
 import warnings
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 
 from sweeps.console_width import make_console
 
-from sweeps.errors import ConfigError, StoreUnavailable
+from sweeps.errors import ConfigError, StoreUnavailable, SweepFailed
 from sweeps.lazy import after_import
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning-rate-first hyperparameter sweeps: Hydra + Optuna + MLflow.")
@@ -210,6 +211,7 @@ def best(
 
     from sweeps.errors import ConfigError as _ConfigError
     from sweeps.export import export_config, provenance, transfer_batch_size, trial_config
+    from sweeps.study_config import config_of_trial
     from sweeps.sweep import shareable_config
 
     study, cfg = _open_study_config(args, config_dir)
@@ -217,7 +219,7 @@ def best(
         trial = study.best_trial
     except ValueError:
         raise _ConfigError("sweep.study_name", study.study_name, "has no completed trial yet") from None
-    best_cfg = trial_config(shareable_config(cfg), trial)
+    best_cfg = trial_config(config_of_trial(study.user_attrs, trial, shareable_config(cfg)), trial)  # the config it ran with
     origin = provenance(study, trial, str(cfg.storage.url), str(cfg.sweep.metric))
     if batch_size is not None:
         new_train, change = transfer_batch_size(best_cfg.train, batch_size, scaling)
@@ -274,6 +276,7 @@ def reproduce(
     from sweeps.console import reproduce_table
     from sweeps.export import trial_config
     from sweeps.production import Reproduction, most_robust, seeds_for, train_production
+    from sweeps.study_config import config_of_trial
     from sweeps.sweep import shareable_config
     from sweeps.tracking import SweepTracker
 
@@ -293,7 +296,7 @@ def reproduce(
     with Progress(console=console) as progress:
         task = progress.add_task("re-training", total=len(chosen) * seeds)
         for trial in chosen:
-            trial_cfg = trial_config(shareable_config(cfg), trial)
+            trial_cfg = trial_config(config_of_trial(study.user_attrs, trial, shareable_config(cfg)), trial)
             with open_dict(trial_cfg):
                 trial_cfg.provenance = {"study": study.study_name, "trial": trial.number, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
             values = []
@@ -432,13 +435,17 @@ def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[
 
 
 def _print_results(console: Console, plan, result) -> None:
-    from sweeps.console import best_config_yaml, counts_line, trials_table
+    from rich.markup import escape
+
+    from sweeps.console import best_config_yaml, counts_line, failure_lines, trials_table
     from sweeps.redact import redact
     from sweeps.sweep import best_config
 
     cfg = plan.cfg
     console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))
     console.print(f"trials: {counts_line(result.study)}")
+    for line in failure_lines(result.study):
+        console.print(f"[red]{escape(line)}[/red]")
     best = result.best
     if best is None:
         console.print("[yellow]no trial completed[/yellow]")
@@ -454,7 +461,7 @@ def _print_results(console: Console, plan, result) -> None:
 
 def _stopped(stop) -> None:
     print(f"sweeps: stopped by {stop.name}; the running trial was re-queued; re-run to continue", file=sys.stderr)
-    raise typer.Exit(stop.exit_code)
+    sys.exit(stop.exit_code)  # not typer.Exit: main reads an exit code of 130 from typer as a second Ctrl-C
 
 
 @app.command("lr-find", context_settings=EXTRA_ARGS)
@@ -486,6 +493,8 @@ def main() -> None:
     _quiet_libraries()
     try:
         code = app(standalone_mode=False)
+        if code == 130:  # typer turns a KeyboardInterrupt (a second Ctrl-C) into exit code 130
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except ConfigError as err:
@@ -494,14 +503,15 @@ def main() -> None:
     except KeyboardInterrupt:
         print("sweeps: interrupted; re-run the same command to continue the study", file=sys.stderr)
         sys.exit(130)
+    except SweepFailed as err:  # sweep.max_failures trials failed in a row
+        print(f"sweeps: error: {err}", file=sys.stderr)
+        sys.exit(1)
     except StoreUnavailable as err:  # retried with backoff for storage.grace_period first
         print(f"sweeps: error: {err}; re-run the same command once the database is back", file=sys.stderr)
         sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except Exception as err:  # click usage errors carry their own exit code
-        import click
-
         if isinstance(err, click.ClickException):
             err.show()
             sys.exit(err.exit_code)

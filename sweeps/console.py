@@ -161,6 +161,7 @@ def status_rows(study: optuna.Study, space: SearchSpace | None = None) -> list[d
                 "params": applied_params(trial, space),
                 "raw_params": dict(trial.params),
                 "diagnosis": trial.user_attrs.get("diagnosis"),
+                "error": trial.user_attrs.get("error"),  # a failed trial's exception, one line
                 "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
                 "best": trial.number == best_number,
             }
@@ -177,16 +178,32 @@ def status_table(study: optuna.Study, rows: list[dict], metric: str, total: int)
     if best:
         caption += f" · best trial {best['number']}: {metric}={best['value']:.4f}"
     table = Table(title=f"study {study.study_name}", caption=caption)
-    for column in ("#", "state", metric, "epochs", *params, "diagnosis"):
-        table.add_column(column, justify="left" if column in ("state", "diagnosis") else "right")
+    errors = any(row.get("error") for row in rows)
+    for column in ("#", "state", metric, "epochs", *params, "diagnosis", *(["error"] if errors else [])):
+        table.add_column(column, justify="left" if column in ("state", "diagnosis", "error") else "right")
     for row in rows:
         state = row["outcome"] if row["outcome"] not in ("complete", "running") else row["state"]
         style = "bold green" if row["best"] else None
         table.add_row(
             str(row["number"]), state.lower(), _format(row["value"]), str(row["epochs"]),
-            *[_format(row["params"].get(name, "")) for name in params], row["diagnosis"] or "", style=style,
+            *[_format(row["params"].get(name, "")) for name in params], row["diagnosis"] or "",
+            *([_short(row.get("error") or "")] if errors else []), style=style,
         )
     return table
+
+
+def failure_lines(study: optuna.Study, limit: int = 5) -> list[str]:
+    """Failed trials grouped by error, most frequent first: ``failed: trials 0, 3 (2): RuntimeError: ...``."""
+    by_error: dict[str, list[int]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed":
+            by_error.setdefault(trial.user_attrs.get("error") or "(no error recorded)", []).append(trial.number)
+    ranked = sorted(by_error.items(), key=lambda item: -len(item[1]))[:limit]
+    return [f"failed: trial{'s' if len(n) > 1 else ''} {', '.join(map(str, n[:8]))}{' ...' if len(n) > 8 else ''} ({len(n)}): {_short(e, 160)}" for e, n in ranked]
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def reproduce_table(results, original: dict[int, float], metric: str, robust) -> Table:

@@ -26,6 +26,10 @@ class ConfigError(ValueError):
         super().__init__(redact(" ".join(message.split())))
 
 
+class SweepFailed(RuntimeError):
+    """Trials kept failing (``sweep.max_failures`` in a row): the sweep stops, exit 1, with the error."""
+
+
 class StoreUnavailable(RuntimeError):
     """A database stayed unreachable longer than the retry deadline (``sweeps.db_retry``): exit 1."""
 

@@ -5,6 +5,9 @@ next ``reporter.report`` (an epoch boundary) as FAIL with outcome ``interrupted`
 with the same params, so the study loses nothing and another worker (or the next run) retries it.
 Its MLflow run is closed as KILLED. A second Ctrl-C interrupts at once. The process then exits with
 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells and container runtimes expect.
+
+Closing the sweep (the parent run's summary and final status) runs ``shielded``: a Ctrl-C that
+arrives then is held back until the parent run is closed, so a double Ctrl-C never leaves it RUNNING.
 """
 
 from __future__ import annotations
@@ -51,3 +54,21 @@ def graceful_stop() -> Iterator[StopFlag]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for the duration (a few writes that must not be cut in half); a
+    signal that arrived is acted on afterwards, as a KeyboardInterrupt (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt

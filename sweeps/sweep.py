@@ -23,24 +23,24 @@ from sweeps.accelerator import guard_out_of_memory
 from sweeps.config import to_yaml
 from sweeps.db_retry import ReconnectingStorage
 from sweeps.diagnosis import Thresholds
-from sweeps.errors import ConfigError
+from sweeps.errors import ConfigError, SweepFailed
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
 from sweeps.rung_eval import check_rung_eval
 from sweeps.seeding import grid_exhausted
-from sweeps.signals import StopFlag
+from sweeps.signals import StopFlag, shielded
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
+from sweeps.study_config import CONFIG_ATTR, TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_of_trial, remember
 from sweeps.tracking import SweepTracker, best_trial_metrics, check_tracking, sweep_params
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
 from sweeps.validation import check_search_against_trainer
-from sweeps.worker import STATE_OUTCOME, Reaper, TrialCallback, run_trials
+from sweeps.worker import STATE_OUTCOME, FailureStreak, Reaper, TrialCallback, run_trials
 
 LR_FIND_ATTR = "lr_find"
-CONFIG_ATTR = "sweeps.config"  # the sweep's config minus local settings (stores, device), on the study
 LOCAL_KEYS = ("storage", "tracking")
 
 
@@ -60,6 +60,7 @@ class Sweep:
     tracker: SweepTracker
     parent_run_id: str
     reaper: Reaper
+    config_version: int = 0  # which of the study's configs this process runs (sweeps.study_config)
     timed_out: bool = False  # work() stopped at sweep.timeout before the study's total
 
 
@@ -104,10 +105,9 @@ def open_sweep(plan: SweepPlan) -> Sweep:
     """Create or resume the study and its parent run; fail stale trials, close their runs."""
     cfg = plan.cfg
     study = open_study(cfg, plan.space)
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
-        study.set_user_attr(CONFIG_ATTR, shareable_config(cfg))
-    elif stored_total(study) != int(cfg.sweep.n_trials):
+    # another search space, objective or trainer on an existing study is refused (sweeps.study_config)
+    version = remember(study, shareable_config(cfg), bool(cfg.sweep.get("allow_config_change", False)))
+    if stored_total(study) != int(cfg.sweep.n_trials):
         set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
     tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
     reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
@@ -118,7 +118,7 @@ def open_sweep(plan: SweepPlan) -> Sweep:
     tracker.log_text(parent_run_id, to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in LOCAL_KEYS])), "sweep_config.yaml")
     if cfg.lr_find.enabled:
         plan = _seed_lr_bounds(plan, study, tracker, parent_run_id)
-    return Sweep(plan, study, tracker, parent_run_id, reaper)
+    return Sweep(plan, study, tracker, parent_run_id, reaper, version)
 
 
 def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag | None = None, max_trials: int | None = None) -> tuple[int, str | None]:
@@ -129,9 +129,14 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
     try:
         total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
         deadline = _deadline(plan.cfg)
-        ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots, deadline=deadline)
+        versioned = {TRIAL_VERSION_ATTR: sweep.config_version} if VERSIONS_ATTR in sweep.study.user_attrs else None
+        failures = FailureStreak(int(plan.cfg.sweep.get("max_failures", 0)))
+        ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots, deadline=deadline,
+                         trial_attrs=versioned, failures=failures)
     finally:
         slots.close()
+    if failures.tripped:
+        raise SweepFailed(failures.reason())
     if deadline is not None and time.monotonic() >= deadline and not total_reached(sweep):
         sweep.timed_out = True
         sweep.tracker.set_tags(sweep.parent_run_id, {"sweeps.timeout_reached": f"{plan.cfg.sweep.timeout:g} s, after {ran} trials here"})
@@ -160,7 +165,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
         metrics.update(best_trial_metrics(sweep.plan.space.applied(best.params)))
         tags["sweeps.best_trial"] = str(best.number)
         tags["sweeps.best_run_id"] = str(best.user_attrs.get(RUN_ID_ATTR, ""))
-        sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best)), "best_config.yaml")
+        sweep.tracker.log_text(sweep.parent_run_id, to_yaml(best_config(sweep.plan, best, sweep.study)), "best_config.yaml")
     if aborted:
         tags["sweeps.error"] = aborted
     try:
@@ -220,8 +225,12 @@ def run_sweep(
     try:
         ran, aborted = work(sweep, callbacks, stop)
         status = "FAILED" if aborted else ("FINISHED" if total_reached(sweep) or grid_exhausted(sweep.study) or sweep.timed_out else "KILLED")
+    except SweepFailed as err:  # the parent run ends FAILED with the error; the CLI exits 1
+        status, aborted = "FAILED", str(err)
+        raise
     finally:
-        result = close_sweep(sweep, status, ran, aborted)
+        with shielded():  # a second Ctrl-C waits until the parent run is closed
+            result = close_sweep(sweep, status, ran, aborted)
     return result
 
 
@@ -260,8 +269,13 @@ def shareable_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in container.items() if k not in LOCAL_KEYS}
 
 
-def best_config(plan: SweepPlan, trial: FrozenTrial) -> DictConfig:
-    """The complete config the trial trained with (not only its sampled params)."""
+def best_config(plan: SweepPlan, trial: FrozenTrial, study: optuna.Study | None = None) -> DictConfig:
+    """The complete config the trial trained with (not only its sampled params); on a study whose
+    config changed (``sweep.allow_config_change``), the config of the trial's own version."""
+    if study is not None and VERSIONS_ATTR in study.user_attrs:
+        from sweeps.export import trial_config
+
+        return trial_config(config_of_trial(study.user_attrs, trial, shareable_config(plan.cfg)), trial)
     return apply_params(plan.cfg, plan.space.applied(trial.params))
 
 

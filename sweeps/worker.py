@@ -8,7 +8,8 @@ workers are failed (stale heartbeat) and their MLflow runs closed, at start and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -43,6 +44,33 @@ class Reaper:
         return self.tracker.reap(ended_trial_runs(study))
 
 
+class FailureStreak:
+    """A trial callback counting this worker's trials that failed in a row (the objective raised).
+
+    A sweep whose every trial fails (a bug in the objective, a missing dataset) used to run to its
+    total and exit 0 with "no trial completed"; ``sweep.max_failures`` in a row stop it (0: never).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.last_error: str | None = None
+
+    def __call__(self, _study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed":
+            self.count += 1
+            self.last_error = trial.user_attrs.get("error")
+        elif trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.count = 0
+
+    @property
+    def tripped(self) -> bool:
+        return self.limit > 0 and self.count >= self.limit
+
+    def reason(self) -> str:
+        return f"{self.count} trials failed in a row (sweep.max_failures={self.limit}); last error: {self.last_error}"
+
+
 def ended_trial_runs(study: optuna.Study) -> Iterator[tuple[str, str, str]]:
     """``(run_id, outcome, reason)`` of every ended trial that has an MLflow run."""
     for trial in study.get_trials(deepcopy=False):
@@ -62,6 +90,8 @@ def run_trials(
     poll_seconds: float = 1.0,
     slots: TrialSlots | None = None,
     deadline: float | None = None,
+    trial_attrs: Mapping[str, Any] | None = None,
+    failures: FailureStreak | None = None,
 ) -> int:
     """Run trials one at a time until the study holds ``total`` finished trials.
 
@@ -80,11 +110,16 @@ def run_trials(
 
     def objective(trial: optuna.Trial) -> float:
         slots.release()  # the trial exists (RUNNING) now: every other worker's count includes it
+        for key, value in (trial_attrs or {}).items():  # e.g. which of the study's configs it runs
+            trial.set_user_attr(key, value)
         return runner(trial)
 
     ran = 0
+    callbacks = [*callbacks, failures] if failures is not None else callbacks
     while not stop.requested() and runner.aborted is None and not grid_exhausted(study):
         if max_trials is not None and ran >= max_trials:
+            break
+        if failures is not None and failures.tripped:
             break
         if deadline is not None and time.monotonic() >= deadline:
             break
