@@ -18,9 +18,9 @@ NVML, or ``nvidia-smi`` when NVML is missing) and used memory are sampled every 
 fp32. Tracking overhead per trial = service trial time - bare trial time (medians), and its share of
 the service trial's time.
 
-Checks (one process each, after the arms): fp32 / bf16 / fp16 final metrics of one trial
-(fp16 exercises the loss scaler); the same trial trained twice with ``train.deterministic=true``
-and ``false`` (how exactly ``sweeps train --config`` repeats a trial on this GPU); ``train.compile``
+Checks (one process each, among the arms): fp32 / bf16 / fp16 final metrics of one trial (fp16
+exercises the loss scaler); the same trial trained twice with ``train.deterministic=true``, and twice
+with ``false`` (how exactly ``sweeps train --config`` repeats a trial on this GPU); ``train.compile``
 first-trial and steady trial times against eager (its one-off cost).
 
 A time budget (``--budget`` s, default 420) skips the arms and checks that no longer fit, in
@@ -290,13 +290,12 @@ def checks_worker(args: argparse.Namespace) -> None:
                 out[precision] = {"seconds": seconds, **metrics}
             except Exception as err:  # fp16 on a CPU-only harness check
                 out[precision] = {"error": f"{type(err).__name__}: {err}"}
-    elif args.check == "determinism":
-        for flag in ("true", "false"):
-            runs = [trial(f"train.deterministic={flag}")[1] for _ in range(2)]
-            out[f"deterministic_{flag}"] = {
-                "val_loss": [r["val_loss"] for r in runs], "val_acc": [r["val_acc"] for r in runs],
-                "abs_diff_val_loss": abs(runs[0]["val_loss"] - runs[1]["val_loss"]), "abs_diff_val_acc": abs(runs[0]["val_acc"] - runs[1]["val_acc"]),
-            }
+    elif args.check == "repeat":  # the same trial twice in one process (settings from --extra)
+        runs = [trial()[1] for _ in range(2)]
+        out.update({
+            "extra": args.extra, "val_loss": [r["val_loss"] for r in runs], "val_acc": [r["val_acc"] for r in runs],
+            "abs_diff_val_loss": abs(runs[0]["val_loss"] - runs[1]["val_loss"]), "abs_diff_val_acc": abs(runs[0]["val_acc"] - runs[1]["val_acc"]),
+        })
     elif args.check == "compile":
         eager = [trial("train.compile=false")[0] for _ in range(2)]
         compiled = [trial("train.compile=true") for _ in range(3)]
@@ -315,8 +314,8 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_check(args: argparse.Namespace, check: str, objective: str, timeout: float) -> dict[str, Any]:
-    extra = ["train.device=cpu"] if args.allow_cpu and not _cuda() else []
+def run_check(args: argparse.Namespace, check: str, objective: str, timeout: float, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    extra = [*extra, *(["train.device=cpu"] if args.allow_cpu and not _cuda() else [])]
     command = [sys.executable, __file__, "_check", "--check", check, "--objective", objective, "--epochs", str(args.epochs), "--extra", *extra]
     env = dict(os.environ)
     try:
@@ -346,7 +345,8 @@ def plan(args: argparse.Namespace) -> list[tuple]:
     bf16 = "bf16" in args.precisions
     if bf16:
         arms += [("arm", first, "bf16", k, "service") for k in dict.fromkeys([1, top])]
-    arms += [("check", "precision", first), ("check", "determinism", first)]
+    # CUDA determinism: each setting in its own process (cuBLAS reads its workspace setting once)
+    arms += [("check", "precision", first), ("check", "repeat", first, ("train.deterministic=true",)), ("check", "repeat", first, ("train.deterministic=false",))]
     for objective in others:
         arms += [("arm", objective, "fp32", 1, "service"), ("arm", objective, "fp32", top, "service"), ("arm", objective, "fp32", 1, "bare")]
     if bf16:
@@ -376,6 +376,23 @@ def report(rows: list[dict[str, Any]]) -> None:
             print(f"{objective}: tracking overhead per trial {found['overhead_s'] * 1000:.0f} ms = {found['overhead_share']:.1%} of a service trial "
                   f"(k=1 fp32, by throughput: {found['service_trial_s']:.3f} s vs {found['bare_trial_s']:.3f} s bare per trial; "
                   f"by the trials' own spans: {found['span_overhead_s'] * 1000:.0f} ms)")
+
+
+def report_checks(checks: list[dict[str, Any]]) -> None:
+    for found in checks:
+        name, objective = found["check"], found["objective"]
+        if "error" in found:
+            print(f"check {name} ({objective}): {found['error']}")
+        elif name == "precision":
+            print(f"check precision ({objective}, one trial each): " + "; ".join(
+                f"{p} " + (f"val_acc {found[p]['val_acc']:.4f} val_loss {found[p]['val_loss']:.4f} in {found[p]['seconds']:.2f} s" if "error" not in found[p] else found[p]["error"][:80])
+                for p in ("fp32", "bf16", "fp16")))
+        elif name == "repeat":
+            print(f"check repeat ({objective}, {' '.join(found['extra'])}): the same trial twice differs by {found['abs_diff_val_loss']:.3g} in val_loss, "
+                  f"{found['abs_diff_val_acc']:.3g} in val_acc")
+        elif name == "compile":
+            print(f"check compile ({objective}): first trial {found['compiled_first_s']:.1f} s compiled vs {found['eager_first_s']:.1f} s eager (one-off "
+                  f"{found['compile_one_off_s']:.1f} s over a steady eager trial); steady {found['compiled_steady_s']:.2f} s vs {found['eager_steady_s']:.2f} s")
 
 
 def overheads(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -450,10 +467,11 @@ def bench(args: argparse.Namespace) -> None:
                 print(f"  {row['arm']}: {row['trials_per_hour']:.0f} trials/h, GPU {row['gpu_util_mean'] if row['gpu_util_mean'] is None else round(row['gpu_util_mean'])} %"
                       + (f", crashed workers: {row['crashed_workers']}" if row["crashed_workers"] else "") + (f", log: {row.get('log_tail')}" if "log_tail" in row else ""), flush=True)
             else:
-                _, check, objective = item
-                checks.append(run_check(args, check, objective, timeout=max(30.0, args.budget - (time.monotonic() - started) + 30)))
+                check, objective, extra = item[1], item[2], (item[3] if len(item) > 3 else ())
+                checks.append(run_check(args, check, objective, timeout=max(30.0, args.budget - (time.monotonic() - started) + 30), extra=extra))
                 print(f"  check {check}: {json.dumps(checks[-1])[:400]}", flush=True)
     report(rows)
+    report_checks(checks)
     for line in skipped:
         print(f"skipped (budget): {line}")
     name = "gpu_cpu_check" if not torch.cuda.is_available() else ("gpu_quick" if args.quick else "gpu")

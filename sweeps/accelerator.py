@@ -30,16 +30,18 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def prepare_device(device: Any, deterministic: bool) -> None:
-    """Process-wide CUDA settings for reproducible trials; nothing on the CPU (already deterministic)."""
-    if getattr(device, "type", str(device)) != "cuda" or not deterministic:
+    """Process-wide CUDA settings, set each trial to what its config says; nothing on the CPU
+    (already deterministic). ``CUBLAS_WORKSPACE_CONFIG`` is read once, when cuBLAS creates its handle:
+    a process that ran a non-deterministic trial first keeps the default workspace."""
+    if getattr(device, "type", str(device)) != "cuda":
         return
     import torch
 
-    # Read when cuBLAS creates its handle: set before the trial's first matrix product.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # before the trial's first matrix product
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False  # autotuning picks kernels by timing: the choice may differ run to run
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def to_device(tensor: Any, device: Any) -> Any:

@@ -112,6 +112,8 @@ def test_cuda_determinism_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
         assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
+        prepare_device(torch.device("cuda"), deterministic=False)  # each trial sets them to its own config
+        assert not torch.backends.cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[:2]
         torch.use_deterministic_algorithms(before[2])
