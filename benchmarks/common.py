@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -120,19 +120,26 @@ def filled(space, cfg, raw: dict[str, Any]) -> dict[str, Any]:
     return {p.name: raw[p.name] if p.name in raw else OmegaConf.select(cfg, p.target) for p in space.params}
 
 
-def train_config(cfg, space, raw: dict[str, Any]) -> dict[str, Any]:
-    """Train one config to the epoch cap with the real trainer; its per-epoch curve."""
+def train_config(cfg, space, raw: dict[str, Any], rung_epochs: Iterable[int] | None = None, every_strategy: bool = False) -> dict[str, Any]:
+    """Train one config to the epoch cap with the real trainer; its per-epoch curve.
+
+    ``rung_epochs``: where the trainer computes rung values (default: every epoch but the last).
+    ``every_strategy``: record the ``cooldown`` and ``averaged`` rung values of the same run
+    (``every_rung_strategy``) as ``rung`` / ``extra_steps``, in ``rung_eval.py``'s format.
+    """
     from sweeps.reporter import Diverged, recording_reporter
     from sweeps.space import apply_params
 
     trial_cfg = apply_params(cfg, space.applied(raw))
     objective = importlib.import_module(str(cfg.objective.target).partition(":")[0])
     reporter = recording_reporter(str(cfg.sweep.metric))
-    reporter.rung_epochs = frozenset(range(1, int(cfg.train.epochs)))  # record rung values too, if the trainer offers them
+    # record rung values too, if the trainer offers them
+    reporter.rung_epochs = frozenset(range(1, int(cfg.train.epochs)) if rung_epochs is None else rung_epochs)
     diverged_at_step = None
     start = time.perf_counter()
     try:
-        objective.train(trial_cfg, reporter)
+        with every_rung_strategy() if every_strategy else nullcontext():
+            objective.train(trial_cfg, reporter)
     except Diverged as stop:
         diverged_at_step = int(stop.step)
     seconds = time.perf_counter() - start
@@ -148,9 +155,66 @@ def train_config(cfg, space, raw: dict[str, Any]) -> dict[str, Any]:
         "steps_per_epoch": spe,
         "seconds": seconds,
     }
-    if any(f"rung_{metric}" in h for h in history):
+    if every_strategy:
+        entry["rung"] = {name: {str(int(h["epoch"])): float(h[f"{prefix}{metric}"]) for h in history if f"{prefix}{metric}" in h}
+                         for name, prefix in (("cooldown", "rung_"), ("averaged", AVERAGED_PREFIX))}
+        extra, previous = {}, 0.0
+        for h in history:
+            if "rung_extra_steps" in h and str(int(h["epoch"])) in entry["rung"]["cooldown"]:
+                extra[str(int(h["epoch"]))] = int(h["rung_extra_steps"] - previous)
+                previous = h["rung_extra_steps"]
+        entry["extra_steps"] = {"cooldown": extra}
+    elif any(f"rung_{metric}" in h for h in history):
         entry["rung_curve"] = [float(h.get(f"rung_{metric}", h[metric])) for h in history]
     return entry
+
+
+AVERAGED_PREFIX = "averaged_"
+
+
+class _BothRungs:
+    """The ``cooldown`` and ``averaged`` evaluators of one run; averaged values as ``averaged_*``."""
+
+    def __init__(self, cooldown, averaged) -> None:
+        self.cooldown, self.averaged = cooldown, averaged
+
+    def after_step(self, model) -> None:
+        self.cooldown.after_step(model)
+        self.averaged.after_step(model)
+
+    def epoch_metrics(self, epoch: int, steps_done: int, lr: float) -> dict[str, float]:
+        metrics = dict(self.cooldown.epoch_metrics(epoch, steps_done, lr))  # a branch on a copy: the live model is untouched
+        for name, value in self.averaged.epoch_metrics(epoch, steps_done, lr).items():
+            metrics[AVERAGED_PREFIX + name.removeprefix("rung_")] = value
+        return metrics
+
+
+@contextmanager
+def every_rung_strategy(cooldown_frac: float = 0.2, ema_horizon: float = 0.2):
+    """Inside: the trainer runs the real ``CooldownRungs`` and ``AveragedRungs`` side by side.
+
+    Both leave the trial's own trajectory untouched (the cooldown branches a copy, the average is a
+    separate module), so one run yields the raw curve and both strategies' rung values, where
+    ``rung_eval.py`` trains once per strategy: half the recording cost. A benchmark device only: it
+    swaps ``sweeps.training.make_rung_evaluator`` for the duration of the block.
+    """
+    import sweeps.training as training
+    from sweeps.rung_eval import make_rung_evaluator
+
+    def both(train_cfg, model, optimizer, hooks, rung_epochs, epochs, steps_per_epoch):
+        settings = dict(train_cfg)
+        cooldown = make_rung_evaluator({**settings, "rung_eval": "cooldown", "rung_cooldown_frac": cooldown_frac},
+                                       model, optimizer, hooks, rung_epochs, epochs, steps_per_epoch)
+        averaged = make_rung_evaluator({**settings, "rung_eval": "averaged", "rung_ema_horizon": ema_horizon},
+                                       model, optimizer, hooks, rung_epochs, epochs, steps_per_epoch)
+        return _BothRungs(cooldown, averaged)
+
+    original = training.make_rung_evaluator
+    training.make_rung_evaluator = both
+    try:
+        yield
+    finally:
+        training.make_rung_evaluator = original
 
 
 # ------------------------------------------------------------------------------------------------

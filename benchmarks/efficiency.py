@@ -22,11 +22,19 @@ densest where the tuned arms search (the lr_find window).
 epochs are counted to the end of that trial, pruned trials count the epochs they ran, diverged ones
 their steps / steps_per_epoch. One live run per arm (``run_sweep`` with the real trainer and SQLite
 stores, seed 0) checks that the replay is faithful.
+
+Each objective runs at its own ``train.epochs`` (9; ``mnist1d`` 27, Hyperband rungs 1, 3, 9). Before
+the replays the script prints the objective's difficulty (``difficulty``): from the recorded random
+sample of the default space, the expected number of random trials until one reaches 99 % of the best
+final val_acc, and how many decades of LR the configs within 1 % of the best span. ``mnist1d``'s
+recording also carries the ``cooldown`` and ``averaged`` rung values of every run (``rung_eval.py``
+replays them). ``--record-only`` stops after the recording and the difficulty table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import signal
 import time
@@ -56,6 +64,8 @@ from common import (
     write_json,
 )
 
+# Objectives whose recording also carries the cooldown / averaged rung values (rung_eval.py reads them).
+EVERY_RUNG_STRATEGY = {"mnist1d"}
 GRID_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3]  # factors of ~3 across the default lr range
 ARMS: dict[str, list[str]] = {
     "grid (lr only)": ["search=lr_only", f"search.lr=choice({', '.join(map(str, GRID_LRS))})", "sweep.sampler=grid", "sweep.pruner=none"],
@@ -66,6 +76,9 @@ ARMS: dict[str, list[str]] = {
     "default + lr_find=auto": ["lr_find=auto"],
 }
 BASELINE = "random, no pruning"
+# Live runs (one real sweep per arm) where they are affordable; mnist1d's random search alone would
+# train ~30 full 27-epoch trials, so only the default arms are checked live there.
+LIVE_ARMS = {"mnist1d": ["tpe + hyperband (default)", "default + lr_find=auto"]}
 HEADLINE = "99% of best"
 HARDER = "top 5% of space"  # better than 95 % of random draws: random needs ~20 complete trials
 # Settings tried on the replay (cheap) around the default arm. ``window=<rule>`` searches lr in a
@@ -102,10 +115,17 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """Train the grid, ``n_space`` Sobol configs of the default space and ``n_window`` in the
+    ``lr_find=auto`` window. Objectives in ``EVERY_RUNG_STRATEGY`` also record the ``cooldown`` and
+    ``averaged`` rung values of each run at the default pruner's rungs (``common.every_rung_strategy``),
+    so ``rung_eval.py`` replays the same recording."""
     from sweeps.range_test import run_range_test
     from sweeps.space import parse_search_space
+    from sweeps.study import pruning_epochs
 
     cfg = compose(objective, f"train.epochs={epochs}")
+    every_strategy = objective in EVERY_RUNG_STRATEGY
+    rung_epochs = pruning_epochs(cfg) if every_strategy else None
     space = parse_search_space(cfg)
     start = time.perf_counter()
     report = run_range_test(cfg)
@@ -121,8 +141,23 @@ def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed
     window = space.with_bounds("lr", report.low, report.high)
     sources += [("lr_find window", filled(space, cfg, raw)) for raw in sample_raw_params(window, n_window, seed + 1)]
     configs = []
+    # Each trained config is appended to a progress file at once, so an interrupted recording resumes
+    # where it stopped (the sources are deterministic: the same grid, Sobol draws and range test).
+    progress = partial_path(objective)
+    done = {}
+    if progress.exists():
+        for line in progress.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                done[(entry["source"], json.dumps(entry["params"], sort_keys=True))] = entry
+        console.print(f"  resuming from {progress.name}: {len(done)} configs already trained")
     for i, (source, raw) in enumerate(sources):
-        entry = {"source": source, **train_config(cfg, space, raw)}
+        key = (source, json.dumps(raw, sort_keys=True))
+        entry = done.get(key)
+        if entry is None:
+            entry = {"source": source, **train_config(cfg, space, raw, rung_epochs, every_strategy)}
+            with progress.open("a") as log:
+                log.write(json.dumps(entry) + "\n")
         configs.append(entry)
         final = entry["curve"][-1] if entry["diverged_at_step"] is None else math.nan
         console.print(f"  [{i + 1}/{len(sources)}] {objective} {source:15s} lr={raw['lr']:.3g} bs={raw.get('batch_size')} → {fmt(final)} ({entry['seconds']:.1f} s)")
@@ -133,10 +168,18 @@ def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed
         "n_space": n_space,
         "n_window": n_window,
         "seed": seed,
+        "rung_epochs": sorted(rung_epochs) if rung_epochs is not None else None,
         "range_test": range_test,
         "record_seconds": time.perf_counter() - start,
         "configs": configs,
     }
+
+
+def partial_path(objective: str):
+    from common import RESULTS
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS / f"curves_{objective}.partial.jsonl"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,6 +422,7 @@ def load_or_record(objective: str, n_space: int, n_window: int, epochs: int, rer
     console.print(f"recording {objective}: {len(GRID_LRS)} grid + {n_space} space + {n_window} lr_find-window configs × {epochs} epochs with the real trainer")
     doc = record_curves(objective, n_space, n_window, epochs)
     write_json(name, doc, command=COMMAND)
+    partial_path(objective).unlink(missing_ok=True)
     return doc
 
 
@@ -415,6 +459,53 @@ def print_arms(objective: str, curves: Curves, replayed: dict[str, Any], live: d
                  f"Lookup weights ({', '.join(p.name for p in curves.space.params)}) = {np.round(curves.weights, 2).tolist()} by leave-one-out: "
                  f"mean |Δ final| {curves.loo_error:.4f} (equal weights {curves.loo_error_unweighted:.4f})."),
     )
+
+
+def difficulty(curves: Curves, share: float = 0.99, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """How hard the default space is, from its random (Sobol) sample of recorded final values.
+
+    ``expected_trials``: random trials expected until one reaches ``share`` of the best (``n / k``
+    with ``k`` of the ``n`` sampled configs reaching it: a geometric wait; ``(n + 1) / (k + 1)`` is the
+    same drawn without replacement from the sample). ``lr_window_decades``: log10 of the ratio of the
+    largest to the smallest LR among those ``k`` configs. Bootstrap (resampling the ``n`` configs,
+    the best recomputed each time): the 5-95 % range of both, since the best of a larger sample is
+    higher and its 99 % a harder target.
+    """
+    space = [c for c in curves.configs if c["source"] == "space"]
+    finals = np.array([c["curve"][-1] if c["diverged_at_step"] is None and len(c["curve"]) == curves.epochs else 0.0 for c in space])
+    lrs = np.array([float(c["params"]["lr"]) for c in space])
+
+    def measure(index: np.ndarray) -> tuple[float, float, int, float]:
+        f, lr = finals[index], lrs[index]
+        top = f >= share * f.max()
+        return len(f) / top.sum(), math.log10(lr[top].max() / lr[top].min()), int(top.sum()), float(f.max())
+
+    expected, window, k, best = measure(np.arange(len(space)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([measure(rng.integers(len(space), size=len(space)))[:2] for _ in range(resamples)])
+    top = finals >= share * best
+    return {
+        "n_space": len(space), "best": best, "target": share * best, "n_reaching": k,
+        "expected_trials": expected, "expected_trials_without_replacement": (len(space) + 1) / (k + 1),
+        "expected_trials_bootstrap_5_95": np.quantile(boot[:, 0], [0.05, 0.95]).tolist(),
+        "lr_window_decades": window, "lr_window": [float(lrs[top].min()), float(lrs[top].max())],
+        "lr_window_bootstrap_5_95": np.quantile(boot[:, 1], [0.05, 0.95]).tolist(),
+        "reaching": [c["params"] for c, t in zip(space, top) if t],
+        "final_quantiles": {str(q): float(np.quantile(finals, q)) for q in (0.25, 0.5, 0.75, 0.9, 0.95)},
+        "diverged_or_collapsed": int(sum(c["diverged_at_step"] is not None or f <= 0.15 for c, f in zip(space, finals))),
+    }
+
+
+def print_difficulty(objective: str, curves: Curves, d: dict[str, Any]) -> None:
+    lo, hi = d["expected_trials_bootstrap_5_95"]
+    wlo, whi = d["lr_window_bootstrap_5_95"]
+    table(f"{objective}: difficulty of the default space ({d['n_space']} Sobol configs × {curves.epochs} epochs, real trainer)",
+          ["best val_acc", "99% target", "configs reaching it", "expected random trials to reach it [bootstrap 5–95%]",
+           "LR window within 1% of best (decades)", "LRs", "median final", "collapsed/diverged"],
+          [[fmt(d["best"], 4), fmt(d["target"], 4), f"{d['n_reaching']}/{d['n_space']}", f"{d['expected_trials']:.1f} [{lo:.1f}–{hi:.1f}]",
+            f"{d['lr_window_decades']:.2f} [{wlo:.2f}–{whi:.2f}]", f"{d['lr_window'][0]:.3g}–{d['lr_window'][1]:.3g}",
+            fmt(d["final_quantiles"]["0.5"], 3), str(d["diverged_or_collapsed"])]],
+          caption="targets of issue 13: ≥ 20 expected trials, LR window ≤ 1 decade")
 
 
 def bounds(curves: Curves) -> dict[str, float]:
@@ -474,24 +565,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 seeds, digits live only, small tables (a few minutes)")
     parser.add_argument("--objectives", nargs="+", default=["digits_mlp", "tiny_transformer"])
     parser.add_argument("--seeds", type=int, help="replay seeds per arm (default: 5 quick, 100 full; the variants use the first 40)")
-    parser.add_argument("--epochs", type=int, default=9, help="epoch cap per trial (Hyperband's max resource)")
+    parser.add_argument("--epochs", type=int, help="epoch cap per trial (Hyperband's max resource); default: the objective's train.epochs (9; mnist1d 27)")
     parser.add_argument("--record", action="store_true", help="re-record the curves tables even if present")
+    parser.add_argument("--record-only", action="store_true", help="record (or load) the curves tables and print the difficulty; no replays")
     parser.add_argument("--no-live", action="store_true", help="skip the live runs")
     parser.add_argument("--no-variants", action="store_true", help="skip the settings variants on the replay")
     args = parser.parse_args()
     COMMAND = print_header("sweep efficiency: epochs to 99% of the best val_acc (replay + live)")
     quiet()
     seeds = list(range(args.seeds or (5 if args.quick else 100)))
-    sizes = {"digits_mlp": (200, 40), "tiny_transformer": (36, 12)}
+    sizes = {"digits_mlp": (200, 40), "tiny_transformer": (36, 12), "mnist1d": (220, 30)}
     results: dict[str, Any] = {"seeds": len(seeds), "epochs": args.epochs, "objectives": {}}
     for objective in args.objectives:
         n_space, n_window = sizes.get(objective, (40, 12))
         if args.quick and objective != "digits_mlp":  # a cached full table is reused; else a small one (~2.5 min)
             n_space, n_window = min(n_space, 12), min(n_window, 4)
-        doc = load_or_record(objective, n_space, n_window, args.epochs, args.record)
+        epochs = args.epochs or int(compose(objective).train.epochs)
+        doc = load_or_record(objective, n_space, n_window, epochs, args.record)
         from sweeps.space import parse_search_space
 
         curves = Curves(doc, parse_search_space(compose(objective)))
+        hardness = difficulty(curves)
+        print_difficulty(objective, curves, hardness)
+        if args.record_only:
+            results["objectives"][objective] = {"difficulty": hardness}
+            continue
         budgets = [5.0 * curves.epochs, 15.0 * curves.epochs]
         max_trials = 200
         replayed = replay_arms(curves, ARMS, seeds, budgets, max_trials)
@@ -499,9 +597,12 @@ def main() -> None:
         if not args.no_live and not (args.quick and objective != "digits_mlp"):
             if objective == "digits_mlp":  # cheap: run to the harder target and the larger budget
                 stop = (max(curves.targets.values()), max(budgets), 400.0)
+            elif objective == "mnist1d":  # 27-epoch trials: stop at the headline target, at most ~22 full trials
+                stop = (curves.targets[HEADLINE], 0.0, 600.0)
             else:  # ~0.7 s per epoch: stop at the headline target after the first budget
                 stop = (curves.targets[HEADLINE], min(budgets), 100.0)
-            live = {name: live_arm(curves, overrides, name, budgets, *stop) for name, overrides in ARMS.items()}
+            arms = {name: ARMS[name] for name in LIVE_ARMS.get(objective, ARMS)}
+            live = {name: live_arm(curves, overrides, name, budgets, *stop) for name, overrides in arms.items()}
         print_arms(objective, curves, replayed, live, budgets, len(seeds))
         print_targets(objective, curves, replayed, live)
         if live:
@@ -512,6 +613,7 @@ def main() -> None:
             variants = replay_arms(curves, VARIANTS, variant_seeds, budgets, max_trials)
             print_variants(objective, curves, variants, replayed[BASELINE], budgets)
         results["objectives"][objective] = {
+            "difficulty": hardness,
             "reference_best": curves.reference,
             "target": 0.99 * curves.reference,
             "targets": curves.targets,
@@ -525,7 +627,10 @@ def main() -> None:
             "live": live,
             "variants": variants,
         }
-    write_json("efficiency_quick" if args.quick else "efficiency", results, command=COMMAND)
+    name = "efficiency_quick" if args.quick else "efficiency"
+    if args.objectives != ["digits_mlp", "tiny_transformer"]:  # a run on other objectives keeps the full record
+        name += "_" + "_".join(args.objectives) + ("_difficulty" if args.record_only else "")
+    write_json(name, results, command=COMMAND)
 
 
 COMMAND = ""

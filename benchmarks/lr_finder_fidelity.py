@@ -7,7 +7,8 @@ real range test (``sweeps.range_test.run_range_test`` on the configured objectiv
 (``sqrt(steepest/10 · edge/2)``), and a few alternatives (``edge / 10``, ``edge / 30``,
 ``min_loss / 3``, ``3 × steepest``) to propose a better rule.
 
-"Best LR", two references, both trained with the real trainer for the full 9 epochs:
+"Best LR", two references, both trained with the real trainer for the objective's full ``train.epochs``
+(9; mnist1d 27):
 - LR scan: the other settings at their defaults (the setting the range test itself probes: same
   batch size, optimizer, weight decay), LR on a log grid (1/8 decade full, 1/4 quick), cached in
   ``results/lr_scan_<objective>.json``. Reported as the argmax and, less noisy, the geometric centre
@@ -34,6 +35,7 @@ from common import compose, console, filled, fmt, print_header, quiet, read_json
 RULES = {
     "steepest": lambda s: s["steepest"],
     "min_loss / 10": lambda s: s["min_loss"] / 10,
+    "min_loss": lambda s: s["min_loss"],  # the upper bound of the lr_find=auto window
     "window centre": lambda s: math.sqrt(s["search_low"] * s["search_high"]),
     "3 × steepest": lambda s: 3 * s["steepest"],
     "min_loss / 3": lambda s: s["min_loss"] / 3,
@@ -42,7 +44,7 @@ RULES = {
     "sqrt(steepest · min_loss)": lambda s: math.sqrt(s["steepest"] * s["min_loss"]),
 }
 BAND = 0.99  # the scan's "good" LRs: within 1 % of its best val_acc
-SCAN_RANGE = {"digits_mlp": (-4.0, -0.5), "tiny_transformer": (-3.25, -1.0)}  # log10 LR; both past the optimum on each side
+SCAN_RANGE = {"digits_mlp": (-4.0, -0.5), "tiny_transformer": (-3.25, -1.0), "mnist1d": (-3.0, -0.5)}  # log10 LR; past the optimum on each side
 
 
 def range_tests(objective: str, seeds: list[int]) -> list[dict[str, Any]]:
@@ -60,7 +62,7 @@ def range_tests(objective: str, seeds: list[int]) -> list[dict[str, Any]]:
 
 
 def lr_scan(objective: str, step_decades: float, rerecord: bool) -> dict[str, Any]:
-    """val_acc after 9 epochs on a log-LR grid, other settings at defaults (cached)."""
+    """val_acc after the objective's train.epochs on a log-LR grid, other settings at defaults (cached)."""
     from sweeps.space import parse_search_space
 
     name = f"lr_scan_{objective}"
@@ -159,7 +161,10 @@ def main() -> None:
     table("all objectives and references: mean of the median errors (decades; lower is better)",
           ["rule", "mean error", "worst"], sorted(([r, float(np.mean(v)), float(np.max(v))] for r, v in summary_rows.items()), key=lambda row: row[1]))
     results["rule_summary"] = {r: {"mean": float(np.mean(v)), "max": float(np.max(v))} for r, v in summary_rows.items()}
-    write_json("lr_finder_fidelity_quick" if args.quick else "lr_finder_fidelity", results, command=COMMAND)
+    name = "lr_finder_fidelity_quick" if args.quick else "lr_finder_fidelity"
+    if args.objectives != ["digits_mlp", "tiny_transformer"]:  # a run on other objectives keeps the full record
+        name += "_" + "_".join(args.objectives)
+    write_json(name, results, command=COMMAND)
 
 
 COMMAND = ""

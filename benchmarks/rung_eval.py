@@ -23,8 +23,14 @@ replays ``WarmupExemptHyperband``: raw values, but a rung inside a trial's warmu
 (cooldown recorded at every epoch) Hyperband's min_resource / reduction_factor are varied too.
 
 Recorded curves go to ``results/rung_eval_curves[_quick].json``; ``--replay`` reuses them; the tables'
-numbers go to ``results/rung_eval[_quick].json``. Full run ≈ 8 min recording + 4 min replay on 2
-busy cores; ``--quick`` ≈ 4 min.
+numbers go to ``results/rung_eval[_quick].json`` (``rung_eval_<suites>.json`` with ``--suites``, so a
+partial run keeps the full record). Full run ≈ 8 min recording + 4 min replay on 2 busy cores;
+``--quick`` ≈ 4 min.
+
+``mnist1d/warmup_cosine`` (27 epochs, the objective's default, rungs 1, 3, 9) records nothing here: it
+replays the "space" configs of ``efficiency.py``'s ``results/curves_mnist1d.json``, whose single run
+per config carries the raw curve and the ``cooldown`` and ``averaged`` rung values side by side
+(``common.every_rung_strategy``). ``--suites mnist1d/warmup_cosine`` replays it alone.
 """
 
 from __future__ import annotations
@@ -51,8 +57,6 @@ TARGETS = (0.99, 0.995)  # 99 % is the headline; the top configs of a suite may 
 BASELINE = "random, no pruning"
 HB_DEFAULT = (1, 3)  # (min_resource, reduction_factor) of conf/sweep/default.yaml
 HB_VARIANTS = [(1, 3), (1, 2), (2, 3), (3, 3)]
-BUDGET_EPOCHS = 100 * EPOCHS  # a replayed sweep stops here; a target not reached by then counts as ∞
-BUDGETS = (5 * EPOCHS, 15 * EPOCHS)  # anytime view: the best final val_acc of a complete trial within these epochs
 RECORD = {  # strategy -> trainer overrides; raw comes with every run
     "cooldown": ["train.rung_eval=cooldown", "train.rung_cooldown_frac=0.2"],
     "averaged": ["train.rung_eval=averaged", "train.rung_ema_horizon=0.2"],
@@ -74,16 +78,31 @@ class Suite:
     space_overrides: tuple[str, ...] = ()
     cooldown_rungs: tuple[int, ...] | None = None  # None: every epoch but the last (any Hyperband variant replays)
     extras: bool = False
+    epochs: int = EPOCHS  # train.epochs, Hyperband's max resource
+    from_curves: str | None = None  # replay efficiency.py's recording (results/<name>.json, its "space" configs) instead of recording
 
     @property
     def name(self) -> str:
         return f"{self.objective}/{self.schedule}"
+
+    @property
+    def budgets(self) -> tuple[int, int]:
+        """Anytime view: the best final val_acc of a complete trial within 5 and 15 full trials."""
+        return (5 * self.epochs, 15 * self.epochs)
+
+    @property
+    def budget_epochs(self) -> int:
+        """A replayed sweep stops here (100 full trials); a target not reached by then counts as ∞."""
+        return 100 * self.epochs
 
 
 SUITES = [
     Suite("digits_mlp", "wsd", 120, 40, extras=True),
     Suite("digits_mlp", "warmup_cosine", 120, 40),  # the default schedule: does branching from a decaying LR help?
     Suite("tiny_transformer", "wsd", 20, 6, ("~search.batch_size",), cooldown_rungs=(1, 3)),
+    # efficiency.py records mnist1d's default space once with raw, cooldown and averaged rung values
+    # at the default Hyperband rungs (1, 3, 9 of 27 epochs): no second recording here.
+    Suite("mnist1d", "warmup_cosine", 220, 220, cooldown_rungs=(1, 3, 9), epochs=27, from_curves="curves_mnist1d"),
 ]
 
 
@@ -92,7 +111,7 @@ SUITES = [
 
 
 def suite_cfg(suite: Suite, *overrides: str):
-    return compose(suite.objective, f"train.epochs={EPOCHS}", f"train.schedule={suite.schedule}", "train.device=cpu",
+    return compose(suite.objective, f"train.epochs={suite.epochs}", f"train.schedule={suite.schedule}", "train.device=cpu",
                    *suite.space_overrides, *overrides)
 
 
@@ -128,7 +147,7 @@ def record_suite(suite: Suite, n_configs: int, seed: int = 0) -> dict[str, Any]:
     base = suite_cfg(suite)
     space = parse_search_space(base)
     strategies = {**RECORD, **(RECORD_EXTRA if suite.extras else {})}
-    cooldown_rungs = frozenset(suite.cooldown_rungs or range(1, EPOCHS))
+    cooldown_rungs = frozenset(suite.cooldown_rungs or range(1, suite.epochs))
     configs, start = [], time.perf_counter()
     for i, raw in enumerate(sample_raw_params(space, n_configs, seed)):
         spe = steps_per_epoch(base, int(space.applied(raw).get("train.batch_size", base.train.batch_size)))
@@ -153,7 +172,7 @@ def record_suite(suite: Suite, n_configs: int, seed: int = 0) -> dict[str, Any]:
         final = first["curve"][-1] if diverged is None else math.nan
         console.print(f"  [{i + 1}/{n_configs}] {suite.name} lr={raw['lr']:.3g} → {fmt(final)} "
                       f"({' + '.join(f'{s:.1f}' for s in configs[-1]['seconds'].values())} s)")
-    return {"objective": suite.objective, "schedule": suite.schedule, "epochs": EPOCHS, "space_overrides": list(suite.space_overrides),
+    return {"objective": suite.objective, "schedule": suite.schedule, "epochs": suite.epochs, "space_overrides": list(suite.space_overrides),
             "cooldown_rungs": sorted(cooldown_rungs), "record_seconds": time.perf_counter() - start, "configs": configs}
 
 
@@ -193,9 +212,9 @@ def rung_value(config: dict[str, Any], strategy: str, epoch: int) -> float:
     return config["rung"][strategy].get(str(epoch), config["curve"][epoch - 1])
 
 
-def warmup_epochs(params: dict[str, Any]) -> float:
+def warmup_epochs(params: dict[str, Any], epochs: int = EPOCHS) -> float:
     """Epochs a config spends in its linear warmup (``train.warmup_frac`` of all steps)."""
-    return float(params.get("warmup_frac", DEFAULT_WARMUP_FRAC)) * EPOCHS
+    return float(params.get("warmup_frac", DEFAULT_WARMUP_FRAC)) * epochs
 
 
 def final_value(config: dict[str, Any]) -> float:
@@ -218,7 +237,7 @@ def agreement(doc: dict[str, Any], strategies: list[str], epochs: list[int], red
             kept = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="mergesort")[:keep]
             dropped = top.copy()
             dropped[kept] = False
-            in_warmup = sum(warmup_epochs(configs[i]["params"]) > epoch for i in np.flatnonzero(dropped))
+            in_warmup = sum(warmup_epochs(configs[i]["params"], int(doc["epochs"])) > epoch for i in np.flatnonzero(dropped))
             row[strategy] = {"spearman": rho, "top_dropped": int(dropped.sum()) / max(1, int(top.sum())), "top_dropped_count": int(dropped.sum()),
                              "top_dropped_in_warmup": int(in_warmup)}
         out["rungs"][str(epoch)] = row
@@ -332,9 +351,10 @@ class Replay:
         cfg = self.config(sampler, pruner, hyperband).copy()
         cfg.sweep.seed = seed
         rungs = rung_epochs_for(cfg) if pruner != "none" else frozenset()
-        brackets = hyperband_brackets(hyperband[0], EPOCHS, hyperband[1])
+        epochs, budgets = self.suite.epochs, self.suite.budgets
+        brackets = hyperband_brackets(hyperband[0], epochs, hyperband[1])
         reached = {share: math.inf for share in TARGETS}
-        best_at = {budget: math.nan for budget in BUDGETS}
+        best_at = {budget: math.nan for budget in budgets}
         state = {"spent": 0.0, "extra": 0.0, "trials": 0, "pruned": 0, "trials_to_target": math.inf}
 
         def objective(trial: optuna.Trial) -> float:
@@ -345,7 +365,7 @@ class Replay:
             charged = rungs
             if per_bracket and rungs:
                 charged = frozenset(brackets[bracket_of_trial(trial.study.study_name, trial.number, brackets)].rungs)
-            for epoch in range(1, EPOCHS + 1):
+            for epoch in range(1, epochs + 1):
                 if epoch > len(config["curve"]):  # diverged during this epoch
                     return stop(config["epochs_run"], extra)
                 if epoch in rungs:  # where the live runner reports (the pruner of this bracket reads a subset)
@@ -358,7 +378,7 @@ class Replay:
                     trial.report(value, epoch)
                     if trial.should_prune():
                         return stop(epoch, extra)
-            state["spent"] += EPOCHS + extra
+            state["spent"] += epochs + extra
             state["extra"] += extra
             final = config["curve"][-1]
             for share in TARGETS:
@@ -366,15 +386,15 @@ class Replay:
                     reached[share] = state["spent"]
                     if share == TARGET:
                         state["trials_to_target"] = state["trials"]
-            for budget in BUDGETS:
+            for budget in budgets:
                 if state["spent"] <= budget and not final <= best_at[budget]:  # NaN-safe max
                     best_at[budget] = final
-            if all(math.isfinite(spent) for spent in reached.values()) and state["spent"] >= max(BUDGETS):
+            if all(math.isfinite(spent) for spent in reached.values()) and state["spent"] >= max(budgets):
                 trial.study.stop()
             return final
 
         def over_budget(study: optuna.Study, _trial) -> None:
-            if state["spent"] >= BUDGET_EPOCHS:
+            if state["spent"] >= self.suite.budget_epochs:
                 study.stop()
 
         def stop(epochs: float, extra: float) -> float:
@@ -385,7 +405,8 @@ class Replay:
 
         chosen = make_pruner(cfg)
         if warmup_exempt:
-            chosen = WarmupExemptHyperband(lambda t: warmup_epochs(t.params), min_resource=hyperband[0], max_resource=EPOCHS, reduction_factor=hyperband[1])
+            chosen = WarmupExemptHyperband(lambda t: warmup_epochs(t.params, epochs), min_resource=hyperband[0], max_resource=epochs,
+                                           reduction_factor=hyperband[1])
         study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=make_sampler(cfg, self.space), pruner=chosen)
         study.optimize(objective, n_trials=max_trials, callbacks=[over_budget])
         return {"epochs_to_target": reached[TARGET], **{f"epochs_to_{share}": spent for share, spent in reached.items()},
@@ -452,15 +473,15 @@ def print_replay(suite: Suite, replayed: dict[str, Any], n_seeds: int, best: flo
         for share in TARGETS:
             e, base = r[f"epochs_to_{share}"], replayed["arms"][BASELINE][f"epochs_to_{share}"]["median"]
             cells += [fmt_spread(e) + (f" ({e['n_inf']}×∞)" if e["n_inf"] else ""), fmt(ratio(base, e["median"]), 2)]
-        cells += [fmt(r[f"best_at_{budget}"]["median"], 4) for budget in BUDGETS]
+        cells += [fmt(r[f"best_at_{budget}"]["median"], 4) for budget in suite.budgets]
         rows.append([name, *cells, fmt(r["trials_to_target"]["median"]), f"{100 * r['pruned_share']['median']:.0f}%",
                      f"{100 * r['extra_share']['median']:.1f}%"])
     targets = ", ".join(f"{100 * share:g}% = {fmt(share * best, 4)}" for share in TARGETS)
     table(f"{suite.name}: epochs until a complete trial reaches {targets} of the best final val_acc ({fmt(best, 4)}); replay, {n_seeds} seeds",
           ["arm (HB = hyperband), rung strategy", *[c for share in TARGETS for c in (f"to {100 * share:g}% [IQR]", "ratio")],
-           *[f"best @{budget} ep" for budget in BUDGETS], "trials to 99%", "pruned", "cooldown epochs"], rows,
+           *[f"best @{budget} ep" for budget in suite.budgets], "trials to 99%", "pruned", "cooldown epochs"], rows,
           caption=f"ratio = {BASELINE} median ÷ arm median; best @N ep: median best final val_acc within N epochs. Hyperband min_resource="
-                  f"{HB_DEFAULT[0]}, reduction_factor={HB_DEFAULT[1]}, max_resource={EPOCHS}; epochs include cooldown branches (their share: last column).")
+                  f"{HB_DEFAULT[0]}, reduction_factor={HB_DEFAULT[1]}, max_resource={suite.epochs}; epochs include cooldown branches (their share: last column).")
 
 
 def print_paired(suite: Suite, replayed: dict[str, Any], strategies: list[str]) -> None:
@@ -511,19 +532,24 @@ def main() -> None:
     if args.replay and stored is None:
         raise SystemExit(f"--replay: benchmarks/results/{curves_name}.json not found; run without --replay first")
     recorded: dict[str, Any] = dict(stored["suites"]) if stored else {}
+    borrowed: dict[str, Any] = {}
+    recorded_now = False
     for suite in suites:
-        if suite.name not in recorded:
+        if suite.from_curves:
+            borrowed[suite.name] = borrow_recording(suite)
+        elif suite.name not in recorded:
             n = suite.n_quick if args.quick else suite.n_configs
-            console.print(f"recording {suite.name}: {n} configs × {EPOCHS} epochs × {len(RECORD) + (len(RECORD_EXTRA) if suite.extras else 0)} strategy runs")
+            console.print(f"recording {suite.name}: {n} configs × {suite.epochs} epochs × {len(RECORD) + (len(RECORD_EXTRA) if suite.extras else 0)} strategy runs")
             recorded[suite.name] = record_suite(suite, n)
-    if not stored or set(recorded) != set(stored["suites"]):
+            recorded_now = True
+    if recorded_now:
         write_json(curves_name, {"suites": recorded}, command=command)
 
-    results: dict[str, Any] = {"seeds": len(seeds), "epochs": EPOCHS, "suites": {}}
+    results: dict[str, Any] = {"seeds": len(seeds), "epochs": {s.name: s.epochs for s in suites}, "suites": {}}
     for suite in suites:
-        doc = recorded[suite.name]
+        doc = borrowed.get(suite.name) or recorded[suite.name]
         strategies = ["raw", *RECORD, *(RECORD_EXTRA if suite.extras else {})]
-        epochs = sorted({r for hb in HB_VARIANTS for r in _hb_rungs(*hb)} & set(doc["cooldown_rungs"]))
+        epochs = sorted({r for hb in HB_VARIANTS for r in _hb_rungs(*hb, suite.epochs)} & set(doc["cooldown_rungs"]))
         found = agreement(doc, strategies, epochs, HB_DEFAULT[1])
         replay = Replay(suite, doc)
         variant_seeds = seeds[: max(5, len(seeds) // 2)] if suite.extras else []  # cooldown recorded at every epoch
@@ -538,12 +564,30 @@ def main() -> None:
         console.print(f"  raw curves identical across strategy runs: {identical}; replay {time.perf_counter() - start:.0f} s; "
                       f"recording took {doc['record_seconds']:.0f} s")
         results["suites"][suite.name] = {"agreement": found, "replay": replayed, "raw_identical": identical, "record_seconds": doc["record_seconds"]}
-    write_json("rung_eval_quick" if args.quick else "rung_eval", results, command=command)
+    name = "rung_eval_quick" if args.quick else "rung_eval"
+    if args.suites:  # a run on some suites keeps the record of all
+        name += "_" + "_".join(s.name.replace("/", "-") for s in suites)
+    write_json(name, results, command=command)
 
 
-def _hb_rungs(min_resource: int, reduction_factor: int) -> list[int]:
+def borrow_recording(suite: Suite) -> dict[str, Any]:
+    """``efficiency.py``'s recording of the suite's objective (``--record`` there), in this script's
+    format: its "space" configs (the Sobol sample of the default space) with their rung values."""
+    doc = read_json(str(suite.from_curves))
+    if doc is None or not doc.get("rung_epochs"):
+        raise SystemExit(f"benchmarks/results/{suite.from_curves}.json with rung values not found: "
+                         f"run `benchmarks/efficiency.py --objectives {suite.objective} --record --record-only` first")
+    if int(doc["epochs"]) != suite.epochs:
+        raise SystemExit(f"{suite.from_curves}.json has {doc['epochs']} epochs per config, the suite {suite.epochs}")
+    space = [c for c in doc["configs"] if c["source"] == "space"]
+    return {"objective": suite.objective, "schedule": suite.schedule, "epochs": suite.epochs, "space_overrides": [],
+            "cooldown_rungs": list(doc["rung_epochs"]), "record_seconds": sum(c["seconds"] for c in space),
+            "configs": [{**c, "raw_identical": True} for c in space]}  # one run per config: raw is the run itself
+
+
+def _hb_rungs(min_resource: int, reduction_factor: int, epochs: int = EPOCHS) -> list[int]:
     rungs, rung = [], min_resource
-    while rung < EPOCHS:
+    while rung < epochs:
         rungs.append(rung)
         rung *= reduction_factor
     return rungs
