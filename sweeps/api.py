@@ -153,7 +153,7 @@ def optimize(
         status = "FAILED" if aborted else "FINISHED"
     finally:
         asker.close()
-        result = close_foreign_sweep(sweep, status, lambda best: to_yaml(config_of(search.applied(best.params))))
+        result = close_foreign_sweep(sweep, status, lambda best: to_yaml(config_of(search.applied(best.params))), aborted)
     if aborted:
         raise MetricMissing(aborted)
     best = result.best

@@ -27,14 +27,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.api import TrialContext, reporting_to
 from sweeps.config import builtin_config_dir, to_yaml, validate
 from sweeps.errors import ConfigError
-from sweeps.report import publish_report
 from sweeps.reporter import MetricMissing, TrialReporter
 from sweeps.seeding import grid_exhausted
 from sweeps.space import SearchSpace
 from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total, fail_stale_trials, make_pruner, make_storage
-from sweeps.sweep import CONFIG_ATTR, LOCAL_KEYS, Sweep, SweepPlan, SweepResult, open_sweep, outcome_counts
+from sweeps.sweep import CONFIG_ATTR, LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
 from sweeps.tracking import SweepTracker, check_tracking
-from sweeps.trial import RUN_ID_ATTR, TrialRunner
+from sweeps.trial import TrialRunner
 from sweeps.trial_slots import TrialSlots
 
 # Optuna warns when a storage with heartbeats is used through ask/tell: run_trial runs the heartbeat itself.
@@ -163,25 +162,13 @@ def fail_unfinished(study: optuna.Study, number: int, why: str) -> bool:
     return True
 
 
-def close_foreign_sweep(sweep: Sweep, status: str, best_config: Callable[[FrozenTrial], str] | None = None) -> SweepResult:
-    """Summary metrics, the best trial's config (``best_config(trial) -> YAML``), the sweep report
-    and the final status on the parent run, as ``sweeps.sweep.close_sweep`` does for the service."""
-    result = SweepResult(sweep.study, sweep.parent_run_id, 0, outcome_counts(sweep.study))
-    metric = str(sweep.plan.cfg.sweep.metric)
-    metrics = {f"n_{outcome}": float(n) for outcome, n in result.counts.items()}
-    tags = {"sweeps.status": status.lower()}
-    best = result.best
-    if best is not None:
-        metrics[f"best_{metric}"] = float(best.value)
-        tags["sweeps.best_trial"] = str(best.number)
-        tags["sweeps.best_run_id"] = str(best.user_attrs.get(RUN_ID_ATTR, ""))
-        if best_config is not None:
-            sweep.tracker.log_text(sweep.parent_run_id, best_config(best), "best_config.yaml")
-    try:
-        result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep.plan.cfg)
-    except Exception as err:  # a figure must never cost the sweep its summary or its final status
-        tags["sweeps.report_error"] = f"{type(err).__name__}: {err}"[:500]
-    sweep.tracker.close_parent(status, metrics, tags)
+def close_foreign_sweep(sweep: Sweep, status: str, best_config: Callable[[FrozenTrial], str] | None = None, aborted: str | None = None) -> SweepResult:
+    """The service's close (``sweeps.sweep.close_sweep``: summary metrics, report, final status), then
+    ``best_config.yaml`` on the parent run replaced by the code's own config of the best trial
+    (``best_config(trial) -> YAML``): the service's one is its own config with the app's keys added."""
+    result = close_sweep(sweep, status, 0, aborted)
+    if result.best is not None and best_config is not None:
+        sweep.tracker.log_text(sweep.parent_run_id, best_config(result.best), "best_config.yaml")
     return result
 
 

@@ -94,7 +94,7 @@ class SweepsSweeperImpl:
         finally:
             asker.close()
             export_dir = Path(str(self.settings.get("export_dir") or Path(str(hydra.sweep.dir)) / "best"))
-            result = close_foreign_sweep(sweep, status, lambda best: export_best(sweep.study, best, cfg, export_dir, self.config))
+            result = close_foreign_sweep(sweep, status, lambda best: export_best(sweep.study, best, cfg, export_dir, self.config), self.aborted)
         if self.aborted:
             log.error("sweeps: sweep aborted: %s", self.aborted)
             sys.exit(1)
