@@ -44,6 +44,7 @@ OUTCOME_STATUS = {
 }
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL", "interrupted": "FAIL", "lost": "FAIL"}
 NOTE_TAG = "mlflow.note.content"  # the description the MLflow UI shows above the runs table
+KIND_TAG = "mlflow.experimentKind"  # model training, not GenAI: the UI's runs view, not its traces view
 EXPERIMENT_NOTE = (
     "One parent run per sweep (params: search space, sampler, pruner, budget; metrics: best trial), "
     "one child run per trial (`trial-0007`). Pruned and diverged trials end FINISHED: read the "
@@ -218,7 +219,7 @@ class SweepTracker:
             location = None
             if artifact_location and urlparse(self.uri).scheme not in ("http", "https"):
                 location = Path(artifact_location).expanduser().resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location, tags={"sweeps.study_name": name, NOTE_TAG: EXPERIMENT_NOTE})
+            return self.client.create_experiment(name, artifact_location=location, tags={"sweeps.study_name": name, NOTE_TAG: EXPERIMENT_NOTE, KIND_TAG: "custom_model_development"})
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id

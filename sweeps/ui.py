@@ -26,6 +26,9 @@ SERVER_ENV = {
     "PYTHONWARNINGS": "ignore",  # deprecation warnings of the server's dependencies, at every start
 }
 STOP_GRACE_SECONDS = 10.0
+# MLflow 3's UI opens in its GenAI view (traces, an assistant) unless the URL or a toggle in the
+# browser says otherwise; a sweep's runs are in the "Model training" view.
+ML_VIEW = "workflowType=machine_learning"
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:
@@ -141,7 +144,7 @@ def serve(uri: str, port: int, host: str = "127.0.0.1", extra: Sequence[Sequence
         if not wait_until_serving(url, lambda: server.process.poll() is None, start_timeout):
             say(f"sweeps: error: the MLflow server did not start on {url}; its log ({server.log}):\n{server.log_tail()}")
             return 1
-        say(f"MLflow UI: {url}  (store {redact(uri)}; serving after {time.monotonic() - started:.1f} s; Ctrl-C to stop)")
+        say(f"MLflow UI: {url}/#/experiments?{ML_VIEW}  (store {redact(uri)}; serving after {time.monotonic() - started:.1f} s; Ctrl-C to stop)")
         code = server.process.wait()
         say(f"sweeps: the MLflow server exited with status {code}; its log: {server.log}")
         return code or 1
