@@ -27,7 +27,7 @@ A time budget (``--budget`` s, default 420) skips the arms and checks that no lo
 priority order, and says so. On a machine without a CUDA GPU it prints one line and exits 1
 (``--allow-cpu`` runs the same harness on the CPU, to test it; results go to ``gpu_cpu_check.json``).
 
-    python3 benchmarks/gpu.py [--quick] [--objectives tiny_transformer digits_mlp] [--window 12] [--budget 420]
+    python3 benchmarks/gpu.py [--quick] [--objectives tiny_transformer digits_mlp] [--window 10] [--budget 420]
 """
 
 from __future__ import annotations
@@ -334,25 +334,29 @@ def run_check(args: argparse.Namespace, check: str, objective: str, timeout: flo
 
 def plan(args: argparse.Namespace) -> list[tuple]:
     """Arms and checks in priority order, so that a budget cut drops the least important: the first
-    objective's baseline, bare run and packing curve (largest k first), bf16 at 1 and the largest k,
-    the precision and determinism checks, the other objectives at 1 and the largest k, bf16 at the
-    remaining k, torch.compile last."""
+    objective's baseline, bare run and packing curve (largest k first); every other objective at 1
+    and the largest k (and bare, for the second); bf16 at 1 and the largest k; the precision check;
+    the determinism checks; the rest (bf16 at the other k, bare runs of later objectives, compile)."""
     first, *others = args.objectives
     ks = sorted(k for k in args.per_gpu if k != 1)[::-1]
     top = max(args.per_gpu)
-    arms: list[tuple] = [("arm", first, "fp32", 1, "service"), ("arm", first, "fp32", 1, "bare")]
-    arms += [("arm", first, "fp32", k, "service") for k in ks]
     bf16 = "bf16" in args.precisions
+    items: list[tuple] = [("arm", first, "fp32", 1, "service"), ("arm", first, "fp32", 1, "bare")]
+    items += [("arm", first, "fp32", k, "service") for k in ks]
+    for position, objective in enumerate(others):
+        items += [("arm", objective, "fp32", k, "service") for k in dict.fromkeys([1, top])]
+        if position == 0:
+            items.append(("arm", objective, "fp32", 1, "bare"))
     if bf16:
-        arms += [("arm", first, "bf16", k, "service") for k in dict.fromkeys([1, top])]
+        items += [("arm", first, "bf16", k, "service") for k in dict.fromkeys([1, top])]
+    items.append(("check", "precision", first))
     # CUDA determinism: each setting in its own process (cuBLAS reads its workspace setting once)
-    arms += [("check", "precision", first), ("check", "repeat", first, ("train.deterministic=true",)), ("check", "repeat", first, ("train.deterministic=false",))]
-    for objective in others:
-        arms += [("arm", objective, "fp32", 1, "service"), ("arm", objective, "fp32", top, "service"), ("arm", objective, "fp32", 1, "bare")]
+    items += [("check", "repeat", first, ("train.deterministic=true",)), ("check", "repeat", first, ("train.deterministic=false",))]
     if bf16:
-        arms += [("arm", first, "bf16", k, "service") for k in ks if k != top]
-    arms += [("check", "compile", first)]
-    return arms
+        items += [("arm", first, "bf16", k, "service") for k in ks if k != top]
+    items += [("arm", objective, "fp32", 1, "bare") for objective in others[1:]]
+    items.append(("check", "compile", first))
+    return items
 
 
 def report(rows: list[dict[str, Any]]) -> None:
@@ -418,7 +422,7 @@ def main() -> None:
     parser.add_argument("--per-gpu", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--epochs", type=int, default=9)
-    parser.add_argument("--window", type=float, default=12.0)
+    parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=30.0, help="at most this many seconds for every worker to finish its first trial")
     parser.add_argument("--expected-warmup", type=float, default=12.0, help="seconds an arm's warm-up is expected to take (for the budget)")
     parser.add_argument("--budget", type=float, default=420.0, help="seconds; arms and checks that no longer fit are skipped")
