@@ -11,11 +11,13 @@ sleep: what is measured is scheduling, so that the 2 shared cores' load does not
 sweeps        hydra/sweeper=sweeps, Optuna study on PostgreSQL, MLflow on PostgreSQL (two fresh
               databases per run), hydra.sweeper.n_jobs=2. Each trial's job also opens its trial and
               child run, reports every epoch and closes both: that cost sits inside the job, not in the gap.
-batch         hydra/sweeper=optuna (hydra-optuna-sweeper 1.2, which pins optuna<3, so it runs from its own
+batch         hydra/sweeper=optuna (hydra-optuna-sweeper 1.3.0, which pins optuna<3, so it runs from its own
               virtualenv: ``--baseline-python``, made with ``python -m venv V && V/bin/pip install
-              hydra-optuna-sweeper hydra-joblib-launcher``), in-memory storage, n_jobs=2.
+              hydra-optuna-sweeper hydra-joblib-launcher 'hydra-core==1.3.2'``: with the hydra-core 1.4
+              release candidate pip picks, its sampler config is not instantiated), in-memory storage
+              (optuna 2.10's RDB storage fails on SQLAlchemy 2), n_jobs=2.
 
-    .venv/bin/python benchmarks/hydra_launch.py [--seeds 3] [--trials 16] [--baseline-python /tmp/hos-venv/bin/python]
+    .venv/bin/python benchmarks/hydra_launch.py [--seeds 3] [--trials 16] [--baseline-python /tmp/hos-venv/bin/python] [--from-results]
 
 Writes ``benchmarks/results/hydra_launch.json``. Startup (imports, worker spawn, schema creation) is
 excluded: only gaps between consecutive jobs of one worker count.
@@ -38,7 +40,7 @@ from typing import Any
 import sqlalchemy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, fmt_spread, print_header, summarize, table, write_json  # noqa: E402
+from common import fmt, fmt_spread, print_header, read_json, summarize, table, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("SWEEPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -122,8 +124,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--baseline-python", default="/tmp/hos-venv/bin/python")
+    parser.add_argument("--from-results", action="store_true", help="print the tables of results/hydra_launch.json again, run nothing")
     args = parser.parse_args()
     command = print_header("Idle job slots: sweeps sweeper vs hydra-optuna-sweeper's batches (hydra-joblib-launcher, 2 jobs)")
+    if args.from_results:
+        recorded = read_json("hydra_launch")
+        report(recorded["runs"], recorded["seeds"], recorded["trials"])
+        return
     folder = Path(tempfile.mkdtemp(prefix="sweeps-bench-hydra-"))
     results = []
     try:
@@ -134,20 +141,30 @@ def main() -> None:
                 print(f"  {design:6s} seed {seed}: {len(last['jobs'])} jobs, median gap {fmt(summarize(last['gaps'])['median'])} s", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    summary = report(results, args.seeds, args.trials)
+    write_json("hydra_launch", {"summary": summary, "runs": results, "trials": args.trials, "seeds": args.seeds}, command)
+
+
+def report(results: list[dict[str, Any]], seeds: int, trials: int) -> dict[str, Any]:
+    """Per design: the gaps pooled over seeds, and per run the idle seconds per trial, the slots'
+    busy share and the wall time per trial (medians over seeds)."""
     rows, summary = [], {}
     for design in ("sweeps", "batch"):
         runs = [r for r in results if r["design"] == design]
         gaps = summarize(g for r in runs for g in r["gaps"])
+        mean_gap = summarize(sum(r["gaps"]) / len(r["gaps"]) for r in runs)
         busy = summarize(r["busy_share"] for r in runs)
         per_trial = summarize(r["span"] / len(r["jobs"]) for r in runs)
-        summary[design] = {"gap_s": gaps, "busy_share": busy, "wall_per_trial_s": per_trial, "n_gaps_over_2s": sum(g > 2 for r in runs for g in r["gaps"])}
-        rows.append([design, fmt_spread(gaps), fmt(gaps["max"]), str(summary[design]["n_gaps_over_2s"]), fmt_spread(busy), fmt_spread(per_trial)])
-    table(f"slot idle between trials, {args.seeds} seeds × {args.trials} trials (median [q1–q3])",
-          ["design", "idle gap s", "max gap s", "gaps > 2 s", "slot busy share", "wall s / trial"], rows)
-    ratio = summary["batch"]["gap_s"]["median"] / summary["sweeps"]["gap_s"]["median"]
-    print(f"median idle gap: batch ÷ sweeps = {fmt(ratio)}; wall per trial: batch ÷ sweeps = "
-          f"{fmt(summary['batch']['wall_per_trial_s']['median'] / summary['sweeps']['wall_per_trial_s']['median'])}")
-    write_json("hydra_launch", {"summary": summary, "runs": results, "trials": args.trials, "seeds": args.seeds}, command)
+        summary[design] = {"gap_s": gaps, "mean_gap_s": mean_gap, "busy_share": busy, "wall_per_trial_s": per_trial,
+                           "n_gaps_over_2s": sum(g > 2 for r in runs for g in r["gaps"]), "n_gaps": sum(len(r["gaps"]) for r in runs)}
+        rows.append([design, fmt_spread(gaps), fmt_spread(mean_gap), fmt(gaps["max"]), f"{summary[design]['n_gaps_over_2s']}/{summary[design]['n_gaps']}",
+                     fmt_spread(busy), fmt_spread(per_trial)])
+    table(f"slot idle between trials, {seeds} seeds × {trials} trials (median and interquartile range)",
+          ["design", "idle gap s", "mean gap s (per run)", "max gap s", "gaps > 2 s", "slot busy share", "wall s / trial"], rows)
+    sweeps, batch = summary["sweeps"], summary["batch"]
+    print(f"batch ÷ sweeps: mean idle gap {fmt(batch['mean_gap_s']['median'] / sweeps['mean_gap_s']['median'])}, "
+          f"wall per trial {fmt(batch['wall_per_trial_s']['median'] / sweeps['wall_per_trial_s']['median'])}")
+    return summary
 
 
 if __name__ == "__main__":
