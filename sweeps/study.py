@@ -45,11 +45,31 @@ def check_storage(url: str, create: bool = True) -> None:
         return
     try:
         engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(parsed))
-        with engine.connect():
-            pass
+        with engine.connect() as connection:
+            missing = _missing_privilege(connection) if parsed.get_backend_name() == "postgresql" else None
         engine.dispose()
     except Exception as err:  # the driver's own error says why (refused, auth, missing database)
         raise ConfigError("storage.url", redact(url), f"cannot connect ({_first_line(err)})") from None
+    if missing:
+        raise ConfigError("storage.url", redact(url), f"role {parsed.username or '(default)'} cannot {missing} in database {parsed.database}",
+                          "GRANT the role those privileges, or use a database it owns")
+
+
+def _missing_privilege(connection: sqlalchemy.engine.Connection) -> str | None:
+    """What the connected PostgreSQL role lacks to hold a study, or None: the study tables must be
+    writable when they exist, creatable when they do not (a role without grants used to fail deep in
+    Optuna's schema setup, a 336-line traceback)."""
+    query = sqlalchemy.text
+    if connection.execute(query("SELECT to_regclass('studies') IS NOT NULL")).scalar():
+        for table in ("studies", "trials", "trial_params", "trial_values", "study_user_attributes", "trial_user_attributes"):
+            if connection.execute(query("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar() and not connection.execute(
+                query("SELECT has_table_privilege(:t, 'SELECT, INSERT, UPDATE, DELETE')"), {"t": table}
+            ).scalar():
+                return f"read and write table {table}"
+        return None
+    if not connection.execute(query("SELECT has_schema_privilege(current_schema(), 'CREATE')")).scalar():
+        return "create the study tables (no CREATE on its schema)"
+    return None
 
 
 def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:

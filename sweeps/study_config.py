@@ -73,8 +73,7 @@ def remember(study: optuna.Study, config: Mapping[str, Any], allow_change: bool)
         more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
         raise ConfigError(
             key, after, f"study {study.study_name!r} was made with {key}={before!r}{more}",
-            "a new sweep.study_name for this config, or sweep.allow_config_change=true to continue this study with it "
-            "(each trial records the config it ran with)",
+            "a new sweep.study_name, or sweep.allow_config_change=true (each trial then records its config)",
         )
     updated = dict(config)
     study.set_user_attr(VERSIONS_ATTR, [*versions, updated])

@@ -24,6 +24,7 @@ from sweeps.config import to_yaml
 from sweeps.db_retry import ReconnectingStorage
 from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError, SweepFailed
+from sweeps.init_lock import store_init_lock
 from sweeps.objective import Objective, load_objective
 from sweeps.range_test import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
@@ -104,12 +105,13 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
 def open_sweep(plan: SweepPlan) -> Sweep:
     """Create or resume the study and its parent run; fail stale trials, close their runs."""
     cfg = plan.cfg
-    study = open_study(cfg, plan.space)
-    # another search space, objective or trainer on an existing study is refused (sweeps.study_config)
-    version = remember(study, shareable_config(cfg), bool(cfg.sweep.get("allow_config_change", False)))
-    if stored_total(study) != int(cfg.sweep.n_trials):
-        set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
-    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    with store_init_lock(str(cfg.storage.url), str(cfg.tracking.uri)):  # two processes on fresh SQLite stores
+        study = open_study(cfg, plan.space)
+        # another search space, objective or trainer on an existing study is refused (sweeps.study_config)
+        version = remember(study, shareable_config(cfg), bool(cfg.sweep.get("allow_config_change", False)))
+        if stored_total(study) != int(cfg.sweep.n_trials):
+            set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
+        tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
     reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
     reaper(study)
     parent_run_id = tracker.open_parent(_parent_tags(cfg))
@@ -157,7 +159,9 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
     """Summary metrics, best config and final status on the parent run."""
     result = SweepResult(sweep.study, sweep.parent_run_id, ran, outcome_counts(sweep.study), aborted)
     metric = str(sweep.plan.cfg.sweep.metric)
-    metrics = {f"n_{outcome}": float(n) for outcome, n in result.counts.items()}
+    # every outcome, 0 included: a resumed sweep overwrites the counts of the last run (no stale n_waiting)
+    seen = {"complete", "pruned", "diverged", "failed", "interrupted", "lost", "waiting", "running", *result.counts}
+    metrics = {f"n_{outcome}": float(result.counts.get(outcome, 0)) for outcome in sorted(seen)}
     tags = {"sweeps.status": status.lower()}
     best = result.best
     if best is not None:

@@ -18,7 +18,8 @@ from tests.conftest import run_cli, store_overrides
 
 @pytest.fixture
 def finished_study(compose, tmp_path: Path):
-    cfg = compose("sweep.n_trials=6", "train.epochs=3", "sweep.study_name=res")
+    # sweep.seed=1: three of the six trials complete with distinct values (fANOVA needs two that differ)
+    cfg = compose("sweep.n_trials=6", "train.epochs=3", "sweep.study_name=res", "sweep.seed=1")
     result = run_sweep(plan_sweep(cfg))
     return cfg, result
 

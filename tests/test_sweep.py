@@ -162,7 +162,7 @@ def test_study_on_postgresql_resumes_to_its_total(tmp_path: Path, postgres_datab
     args = ["run", *store_overrides(tmp_path)[1:], "storage=postgres", "sweep.n_trials=4", "train.epochs=3", "sweep.study_name=pg"]
     done = run_cli(*args, cwd=tmp_path, env={"SWEEPS_STORAGE_URL": postgres_database})
     assert done.returncode == 0, done.stderr
-    done = run_cli(*args[:-2], "sweep.n_trials=5", args[-1], cwd=tmp_path, env={"SWEEPS_STORAGE_URL": postgres_database})
+    done = run_cli(*args[:-3], "sweep.n_trials=5", *args[-2:], cwd=tmp_path, env={"SWEEPS_STORAGE_URL": postgres_database})
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="pg", storage=postgres_database)
     assert len(study.get_trials()) == 5 and all(t.state.is_finished() for t in study.get_trials())

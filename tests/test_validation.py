@@ -201,3 +201,46 @@ def test_config_error_cuts_long_values_and_hides_passwords() -> None:
     assert len(message) < 400 and "(100000 chars)" in message
     assert "***" in str(ConfigError("storage.url", "postgresql://u:secret@h/db", "cannot connect"))
     assert "secret" not in str(ConfigError("storage.url", "postgresql://u:secret@h/db", "cannot connect"))
+
+
+def test_a_postgresql_role_without_grants_is_one_line(postgres_database: str) -> None:
+    import uuid
+
+    import sqlalchemy
+
+    from sweeps.study import check_storage
+
+    role = f"sweeps_nogrant_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-not-shown'"))
+        connection.execute(sqlalchemy.text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    url = sqlalchemy.engine.make_url(postgres_database).set(username=role, password="pw-not-shown").render_as_string(hide_password=False)
+    try:
+        with pytest.raises(ConfigError, match=rf"role {role} cannot create the study tables") as caught:
+            check_storage(url)
+        assert "pw-not-shown" not in str(caught.value)
+        with admin.connect() as connection:  # tables made by another role, none granted to this one
+            connection.execute(sqlalchemy.text("CREATE TABLE studies (study_id int)"))
+        with pytest.raises(ConfigError, match=rf"role {role} cannot read and write table studies"):
+            check_storage(url)
+        check_storage(postgres_database)  # the owner can
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"DROP OWNED BY {role}"))
+            connection.execute(sqlalchemy.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def test_two_runs_on_the_same_fresh_stores_at_once_both_succeed(tmp_path: Path) -> None:
+    import subprocess
+
+    stores = store_overrides(tmp_path)
+    fast = ["objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "search=lr_only", "sweep.pruner=none", "train.epochs=2",
+            "sweep.n_trials=2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    runs = [subprocess.Popen([sys.executable, "-m", "sweeps.cli", "run", *stores, *fast], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert not any("Traceback" in err for _, err in results)
