@@ -241,3 +241,37 @@ def test_params_command_line_and_search_mappings_make_one_space() -> None:
     assert search == {"x": "range(-5.5, 5.5, step=0.5)", "y": "choice(1,2,3)", "extra": "choice(a, b)",
                       "wd": {"type": "float", "low": 1e-6, "high": 0.1, "log": True, "zero_prob": 0.2}}
     assert adds == {"extra": "+"} and fixed == ["z=3", "epochs=5"]
+
+
+GROUP_APP = '''
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def score(cfg: DictConfig) -> float:
+    value = (cfg.model.width - 48) ** 2 / 100 + (cfg.lr - 0.1) ** 2
+    print(f"final val_loss={value:.8f}")
+    return value
+
+
+if __name__ == "__main__":
+    score()
+'''
+
+
+def test_a_config_group_choice_is_exported_as_a_defaults_override(tmp_path: Path) -> None:
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "app.py").write_text(GROUP_APP)
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - model: small\n  - _self_\nlr: 0.01\n")
+    (tmp_path / "conf" / "model" / "small.yaml").write_text("width: 16\n")
+    (tmp_path / "conf" / "model" / "large.yaml").write_text("width: 64\n")
+    done = run_app(tmp_path, "-m", "hydra/sweeper=sweeps", "hydra.sweeper.n_trials=4", "hydra.sweep.dir=multirun",
+                   "model=choice(small, large)", "lr=interval(0.05, 0.2)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = optuna.load_study(study_name="app", storage=f"sqlite:///{tmp_path}/optuna.db").best_trial
+    text = (tmp_path / "multirun" / "best" / "experiment" / "best.yaml").read_text()
+    assert f"override /model: {best.params['model']}" in text
+    rerun = run_app(tmp_path, "--config-dir", str(tmp_path / "multirun" / "best"), "+experiment=best")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert final_value(rerun.stdout) == pytest.approx(best.value, rel=1e-6)

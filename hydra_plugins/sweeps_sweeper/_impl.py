@@ -193,11 +193,11 @@ def export_best(study: Any, best: Any, cfg: DictConfig, folder: Path, config: Di
     groups = set(config.hydra.runtime.choices)
     parser = OverridesParser.create()
     values: dict[str, Any] = {}
-    defaults: list[str] = []
+    defaults: list[dict[str, Any]] = []
     for text in overrides:
         override = parser.parse_override(text)
         if override.key_or_group in groups:
-            defaults.append(f"override /{override.key_or_group}: {override.value()}")
+            defaults.append({f"override /{override.key_or_group}": override.value()})
         elif not override.is_delete():
             OmegaConf.update(node := OmegaConf.create(values), override.key_or_group, override.value(), merge=True)
             values = OmegaConf.to_container(node)
