@@ -145,6 +145,9 @@ def test_hydra_optuna_sweeper_documented_example_runs_with_only_the_sweeper_rena
         assert (trial.params["x"] * 2).is_integer()  # range(..., step=0.5)
         assert trial.value == pytest.approx(trial.params["x"] ** 2 + trial.params["y"] ** 2)
     assert study.best_value <= min(t.value for t in trials)
+    again = run_app(tmp_path, "-m")  # n_trials is the study's total: a re-run resumes, and here finds nothing to do
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name="sphere", storage=f"sqlite:///{tmp_path}/optuna.db").get_trials()) == 20
 
 
 @pytest.mark.parametrize(
