@@ -29,18 +29,16 @@ def test_budget_to_reach_counts_the_spend_when_the_target_is_first_met() -> None
     assert best_within(t, "epochs", 10) == -math.inf
 
 
-def test_speedup_is_randoms_median_budget_over_the_arms() -> None:
-    # random's finals at budget 400: 0.8, 0.85, 0.9 -> target 0.85 (the median)
+def test_speedup_is_the_budget_over_the_arms_median_budget_to_randoms_median_final() -> None:
+    # random's finals at budget 400: 0.8, 0.85, 0.9 -> target 0.85 (the median), which random holds at 400
     random = [trace([(100, 0.8), (400, 0.8)]), trace([(300, 0.85)]), trace([(200, 0.9)])]
-    # budgets random needed for 0.85: inf, 300, 200 -> median 300
-    arm = [trace([(50, 0.86)]), trace([(100, 0.9)]), trace([(150, 0.84), (390, 0.84)])]
-    # the arm's budgets: 50, 100, inf -> median 100
+    arm = [trace([(50, 0.86)]), trace([(100, 0.9)]), trace([(150, 0.84), (390, 0.84)])]  # 50, 100, never -> median 100
     out = speedups({"random": random, "arm": arm}, "epochs", 400)
     assert out["arm"]["target"] == pytest.approx(0.85)
-    assert out["random"]["budget_to_target"]["median"] == 300
     assert out["arm"]["budget_to_target"]["median"] == 100
-    assert out["arm"]["speedup"] == pytest.approx(3.0)
-    assert out["random"]["speedup"] == pytest.approx(1.0)
+    assert out["arm"]["speedup"] == pytest.approx(4.0)
+    assert out["random"]["budget_to_target"]["median"] == 300  # inf, 300, 200
+    assert out["random"]["speedup"] == pytest.approx(400 / 300)
     never = speedups({"random": random, "arm": [trace([(100, 0.1)])] * 3}, "epochs", 400)
     assert never["arm"]["speedup"] == 0.0  # an arm that never reaches the target
 
