@@ -22,6 +22,11 @@ stride 2; ``channels`` each; ReLU) and a linear head over the flattened 5 positi
 5,210 parameters. ``model=mlp``: ``layers`` hidden layers of ``hidden`` units (the authors' MLP is
 2 × 100). An epoch of the CNN (3000 sequences, batch 64, then 1000 validation sequences) takes
 ~0.1 s on one CPU thread.
+
+Measured with the default trainer (AdamW, batch 64, weight decay 0.01, warmup + cosine, 27 epochs;
+``benchmarks/results/curves_mnist1d.json``): final val_acc 0.30 / 0.43 / 0.58 / 0.78 / 0.89 / 0.93 /
+0.84 / 0.10 at LR 1e-4 / 3e-4 / 1e-3 / 3e-3 / 1e-2 / 3e-2 / 0.1 / 0.3 (collapse to chance, no NaN);
+the best of 220 random configs of the default space 0.946. The MLP reaches ~0.63 at its best LR.
 """
 
 from __future__ import annotations
