@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
@@ -27,6 +28,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 
 from hydra_plugins.sweeps_sweeper._job import TrialJob
 from hydra_plugins.sweeps_sweeper._settings import WHERE, local_config
@@ -182,7 +184,7 @@ def format_value(value: Any) -> str:
     return f"'{escaped}'"
 
 
-def export_best(study: Any, best: Any, cfg: DictConfig, folder: Path, config: DictConfig) -> str:
+def export_best(study: optuna.Study, best: FrozenTrial, cfg: DictConfig, folder: Path, config: DictConfig) -> str:
     """Write the best trial as ``<folder>/experiment/best.yaml`` (``# @package _global_``: the
     app runs it with ``--config-dir <folder> +experiment=best``) and ``<folder>/overrides.txt``; the
     provenance (study, trial, run id, value, git commit) heads both. Returns the YAML."""
@@ -192,16 +194,15 @@ def export_best(study: Any, best: Any, cfg: DictConfig, folder: Path, config: Di
     header = [f"# {key}: {value}" for key, value in origin.items()]
     groups = set(config.hydra.runtime.choices)
     parser = OverridesParser.create()
-    values: dict[str, Any] = {}
+    values = OmegaConf.create()
     defaults: list[dict[str, Any]] = []
     for text in overrides:
         override = parser.parse_override(text)
-        if override.key_or_group in groups:
+        if override.key_or_group in groups:  # a config group's option: a defaults-list override
             defaults.append({f"override /{override.key_or_group}": override.value()})
         elif not override.is_delete():
-            OmegaConf.update(node := OmegaConf.create(values), override.key_or_group, override.value(), merge=True)
-            values = OmegaConf.to_container(node)
-    body = ({"defaults": defaults} if defaults else {}) | values
+            OmegaConf.update(values, override.key_or_group, override.value(), merge=True)
+    body = ({"defaults": defaults} if defaults else {}) | OmegaConf.to_container(values)
     text = "\n".join(["# @package _global_", f"# best trial of sweeps study {study.study_name}", *header,
                       f"# run it: python <app> --config-dir {folder} +experiment=best", yaml.safe_dump(body, sort_keys=False)])
     (folder / "experiment").mkdir(parents=True, exist_ok=True)
