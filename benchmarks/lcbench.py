@@ -29,6 +29,7 @@ import heapq
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ class Arm:
     name: str
     make: Callable[[int], tuple[object, object, frozenset[int]]]
     about: str
+    max_seeds: int | None = None  # the costly samplers run on the first seeds only (their cost is in the table)
+    fingerprint: str = ""  # what the arm's runs depend on beyond its name (the service's settings)
 
 
 def stock_arms() -> list[Arm]:
@@ -72,10 +75,10 @@ def stock_arms() -> list[Arm]:
             "random + Hyperband (min 2 epochs, factor 3)"),
         Arm("TPE", lambda s: (optuna.samplers.TPESampler(seed=s), none(), frozenset()), "Optuna's TPE, defaults, no pruning"),
         Arm("TPE+median", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.MedianPruner(), every),
-            "Optuna's TPE + median pruner, defaults (YAHPO Gym's 'optuna' arm)"),
+            "Optuna's TPE + median pruner, defaults (YAHPO Gym's 'optuna' arm)", max_seeds=10),
         Arm("TPE+HB", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.HyperbandPruner(), every),
-            "Optuna's TPE + Hyperband, Optuna's defaults (min 1 epoch)"),
-        Arm("GP", lambda s: (optuna.samplers.GPSampler(seed=s), none(), frozenset()), "Optuna's GP sampler, no pruning"),
+            "Optuna's TPE + Hyperband, Optuna's defaults (min 1 epoch)", max_seeds=10),
+        Arm("GP", lambda s: (optuna.samplers.GPSampler(seed=s), none(), frozenset()), "Optuna's GP sampler, no pruning", max_seeds=5),
     ]
 
 
@@ -89,7 +92,12 @@ def service_arm(name: str, overrides: Sequence[str] = (), about: str = "the swee
         cfg = compose_config(["objective=lcbench", f"sweep.seed={seed}", *overrides])
         return make_sampler(cfg, parse_search_space(cfg)), make_pruner(cfg), report_epochs(cfg)
 
-    return Arm(name, make, about)
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["objective=lcbench", *overrides])
+    settings = {"sweep": OmegaConf.to_container(cfg.sweep, resolve=True), "search": OmegaConf.to_container(cfg.search), "epochs": cfg.train.epochs}
+    settings["sweep"].pop("study_name", None)
+    return Arm(name, make, about, fingerprint=json.dumps(settings, sort_keys=True, default=str))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -324,8 +332,13 @@ def references(data: str, tasks: Sequence[str], n: int) -> dict[str, dict]:
 
 
 def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], budget_runs: float, ref: dict, workers: Sequence[int] = (1,),
-             progress: Callable[[str], None] = lambda s: None) -> dict:  # fmt: skip
-    """All arms × seeds on one task; speed-ups on both axes, regret at full budget, run costs."""
+             progress: Callable[[str], None] = lambda s: None, use_cache: bool = True) -> dict:  # fmt: skip
+    """All arms × seeds on one task; speed-ups on both axes, regret at full budget, seconds per run.
+
+    Each (arm, seed) run is kept in a cache outside the repository (``traces_cache``), keyed by the
+    arm's name and description and the budget, so a rerun recomputes only what is new; ``--fresh``
+    ignores it (after a change to the service's defaults, say).
+    """
     from objectives.lcbench import Surrogate
     from sweeps.config import compose_config
     from sweeps.space import parse_search_space
@@ -336,13 +349,23 @@ def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], bu
     budget = {"epochs": budget_runs * EPOCHS, "seconds": budget_runs * ref["full_run_seconds"]}
     traces: dict[str, list[Trace]] = {}
     wall: dict[str, float] = {}
+    cache_path = traces_cache(task)
+    cache = pickle.loads(cache_path.read_bytes()) if cache_path.exists() and use_cache else {}
     for arm in arms:
         for w in workers:
             name = arm.name if w == 1 else f"{arm.name} ×{w} workers"
-            started = time.perf_counter()
-            traces[name] = [replay(surrogate, cfg, space, arm, seed, budget["epochs"], budget["seconds"], w, keep_study=False) for seed in seeds]
-            wall[name] = time.perf_counter() - started
-            progress(f"{task} {name}: {len(seeds)} seeds in {wall[name]:.0f} s")
+            runs, seconds = [], []
+            for seed in seeds[: arm.max_seeds]:
+                key = (name, seed, budget_runs, arm.about, arm.fingerprint)
+                if key not in cache:
+                    started = time.perf_counter()
+                    trace = replay(surrogate, cfg, space, arm, seed, budget["epochs"], budget["seconds"], w, keep_study=False)
+                    cache[key] = (trace, time.perf_counter() - started)
+                    cache_path.write_bytes(pickle.dumps(cache))
+                runs.append(cache[key][0])
+                seconds.append(cache[key][1])
+            traces[name], wall[name] = runs, float(np.nanmean(seconds)) if any(s == s for s in seconds) else math.nan
+            progress(f"{task} {name}: {len(runs)} seeds, {wall[name]:.1f} s per run")
     result = {"task": task, "budget": budget, "reference": ref, "arms": {}}
     for axis in ("epochs", "seconds"):
         for name, s in speedups(traces, axis, budget[axis]).items():
@@ -352,7 +375,8 @@ def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], bu
         regret = {axis: [float((ref["best"] - max(f, ref["worst"])) / (ref["best"] - ref["worst"])) for f in finals[axis]] for axis in budget}
         result["arms"][name].update({
             "final_best": summarize(finals["epochs"]), "regret_at_budget": {axis: summarize(regret[axis]) for axis in budget},
-            "trials": summarize(t.n_trials for t in runs), "complete": summarize(t.n_complete for t in runs), "wall_seconds": wall[name],
+            "trials": summarize(t.n_trials for t in runs), "complete": summarize(t.n_complete for t in runs), "seconds_per_run": wall[name],
+            "seeds": len(runs),
         })  # fmt: skip
     result["_traces"] = traces
     return result
@@ -408,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default")
     parser.add_argument("--summary", action="store_true", help="all 34 tasks: random, the best stock arm and the default, summary table")
     parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
+    parser.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs (traces_cache)")
     parser.add_argument("--live", type=int, default=0, help="live sweeps (seeds) on the first task to compare with their replay")
     parser.add_argument("--live-trials", type=int, default=40)
     parser.add_argument("--out", default=None, help="results file name (default lcbench.json / lcbench_quick.json)")
@@ -431,11 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for task in tasks:
         result = run_task(args.data, task, arms, seeds, args.budget, refs[task], workers=[1],
-                          progress=lambda line: console.print(f"  {line}"))  # fmt: skip
+                          progress=lambda line: console.print(f"  {line}"), use_cache=not args.fresh)  # fmt: skip
         if any(w > 1 for w in args.workers):
             default = [a for a in arms if a.name == "sweeps default"]
             extra = run_task(args.data, task, [arms[0], *default], seeds, args.budget, refs[task], workers=[1, *[w for w in args.workers if w > 1]],
-                             progress=lambda line: console.print(f"  {line}"))  # fmt: skip
+                             progress=lambda line: console.print(f"  {line}"), use_cache=not args.fresh)  # fmt: skip
             for name, values in extra["arms"].items():
                 if "workers" in name:
                     result["arms"][name] = values
@@ -447,8 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     live = []
     if args.live:
         live = live_check(args.data, tasks[0], range(args.live), args.live_trials)
-        console.print(table(f"live sweeps vs their replay (task {tasks[0]}, sweeps default)", ["seed", "trials", "identical trials", "best live", "best replay", "live s"],
-                            [[r["seed"], r["trials"], r["identical"], fmt(r["best_live"], 4), fmt(r["best_replay"], 4), fmt(r["live_seconds"], 3)] for r in live]))  # fmt: skip
+        table(f"live sweeps vs their replay (task {tasks[0]}, sweeps default)", ["seed", "trials", "identical trials", "best live", "best replay", "live s"],
+              [[r["seed"], r["trials"], r["identical"], fmt(r["best_live"], 4), fmt(r["best_replay"], 4), fmt(r["live_seconds"], 3)] for r in live])  # fmt: skip
     name = args.out or ("lcbench_quick.json" if args.quick else ("lcbench_all.json" if args.summary else "lcbench.json"))
     plot = RESULTS / name.replace(".json", "_regret.png")
     (regret_plot if len(results) <= 3 else regret_plot_summary)(results, plot)
@@ -491,13 +516,13 @@ def print_task(result: dict) -> None:
             name, fmt(a["epochs"]["speedup"], 3), fmt(a["epochs"]["budget_to_target"]["median"] / EPOCHS, 3),
             f"{a['epochs']['budget_to_target']['n_inf']}/{a['epochs']['budget_to_target']['n']}",
             fmt(a["seconds"]["speedup"], 3), fmt(a["final_best"]["median"], 4), fmt(a["regret_at_budget"]["epochs"]["median"], 3),
-            fmt(a["trials"]["median"], 4), fmt(a["wall_seconds"], 3),
+            fmt(a["trials"]["median"], 4), a["seeds"], fmt(a["seconds_per_run"], 3),
         ])  # fmt: skip
     target = next(iter(arms.values()))["epochs"]["target"]
-    console.print(table(
+    table(
         f"task {result['task']}: target = random's median final val_acc {target:.4f} (reference best {ref['best']:.4f}, "
         f"random needs ~{ref['random_trials_to_99pct']:.0f} trials to come within 1 %)",
-        ["arm", "speed-up (epochs)", "full runs to target", "never", "speed-up (seconds)", "final best", "regret", "trials", "wall s"], rows))  # fmt: skip
+        ["arm", "speed-up (epochs)", "full runs to target", "never", "speed-up (seconds)", "final best", "regret", "trials", "seeds", "s per run"], rows)  # fmt: skip
 
 
 def print_summary(results: list[dict]) -> None:
@@ -508,7 +533,7 @@ def print_summary(results: list[dict]) -> None:
         regrets = [r["arms"][name]["regret_at_budget"]["epochs"]["median"] for r in results]
         beats = sum(u > 1 for u in ups)
         rows.append([name, fmt(float(np.median(ups)), 3), f"{beats}/{len(results)}", fmt(float(np.mean(regrets)), 3)])
-    console.print(table(f"{len(results)} tasks", ["arm", "median speed-up (epochs)", "tasks where it beats random", "mean regret at budget"], rows))
+    table(f"{len(results)} tasks", ["arm", "median speed-up (epochs)", "tasks where it beats random", "mean regret at budget"], rows)
 
 
 if __name__ == "__main__":
