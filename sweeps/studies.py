@@ -22,8 +22,7 @@ from sweeps.errors import ConfigError
 from sweeps.redact import redact
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total
-
-CONFIG_ATTR = "sweeps.config"  # the sweep's config on the study (sweeps.sweep.CONFIG_ATTR)
+from sweeps.study_config import CONFIG_ATTR
 
 
 @dataclass
