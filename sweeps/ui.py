@@ -31,11 +31,11 @@ STOP_GRACE_SECONDS = 10.0
 ML_VIEW = "workflowType=machine_learning"
 
 
-def server_command(uri: str, host: str, port: int) -> list[str]:
-    """The MLflow server on ``uri``: one worker, no access log, warnings only."""
+def server_command(host: str, port: int) -> list[str]:
+    """The MLflow server: one worker, no access log, warnings only. Its store comes from
+    ``MLFLOW_BACKEND_STORE_URI`` (set by ``serve``): a URL with a password stays off the command line."""
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
         "--host", host, "--port", str(port),
         "--workers", "1",
         "--uvicorn-opts", "--no-access-log --log-level warning",
@@ -137,7 +137,7 @@ def serve(uri: str, port: int, host: str = "127.0.0.1", extra: Sequence[Sequence
         signal.signal(sig, stop_signal)
     try:
         started = time.monotonic()
-        server = ProcessGroup(server_command(uri, host, port), log_dir / "mlflow.log", SERVER_ENV)
+        server = ProcessGroup(server_command(host, port), log_dir / "mlflow.log", {**SERVER_ENV, "MLFLOW_BACKEND_STORE_URI": uri})
         groups.append(server)
         groups.extend(ProcessGroup(command, log_dir / f"extra-{i}.log") for i, command in enumerate(extra))
         url = f"http://{host}:{port}"
