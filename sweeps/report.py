@@ -79,7 +79,18 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
         if found.recommendations:
             tags["sweeps.diagnosis.recommendation"] = " ".join(found.recommendations)[:5000]
         tracker.set_tags(parent_run_id, tags)
+        _tag_rereads(study, tracker, found)
     return Report(plots, found)
+
+
+def _tag_rereads(study: optuna.Study, tracker: SweepTracker, found: SweepDiagnosis) -> None:
+    """A trial whose verdict the sweep changed says so on its run (``diagnosis.sweep``), next to
+    the verdict its own curve gave (``diagnosis``)."""
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if trial.number in found.reread_verdicts and run_id:
+            note = found.reread_notes.get(trial.number, "")[:500]
+            tracker.set_tags(run_id, {"diagnosis.sweep": found.reread_verdicts[trial.number], "diagnosis.sweep_note": note})
 
 
 def _searched_lr(study: optuna.Study, cfg: DictConfig) -> tuple[float, float] | None:

@@ -51,6 +51,8 @@ class SweepDiagnosis:
     stable_tolerance: float
     recommendations: list[str] = field(default_factory=list)
     rereads: list[str] = field(default_factory=list)  # verdicts changed against the sweep, and why
+    reread_verdicts: dict[int, str] = field(default_factory=dict)  # trial number -> verdict against the sweep
+    reread_notes: dict[int, str] = field(default_factory=dict)  # trial number -> its line of ``rereads``
 
     def to_markdown(self) -> str:
         lines = [f"## LR sweep diagnosis ({self.n_trials} trials, {self.direction})", "",
@@ -85,6 +87,7 @@ def diagnose_sweep(
             raise ValueError(f"trial #{trial.number}: lr={trial.lr!r} must be a finite number > 0")
     finished = [t for t in trials if t.value is not None]
     best = (max if direction == "maximize" else min)(finished, key=lambda t: t.value) if finished else None
+    before = {t.number: t.verdict for t in trials}
     trials, rereads = reread(trials, best, direction)
     verdicts = [*VERDICTS, *sorted({t.verdict for t in trials} - set(VERDICTS))]
     counts = {v: sum(t.verdict == v for t in trials) for v in verdicts}
@@ -99,6 +102,8 @@ def diagnose_sweep(
     report = SweepDiagnosis(direction, len(trials), counts, lr_ranges, searched, best, divergence_boundary(trials), window, stable_tolerance)
     report.recommendations = _recommend(trials, report)
     report.rereads = rereads
+    report.reread_verdicts = {t.number: t.verdict for t in trials if t.verdict != before[t.number]}
+    report.reread_notes = dict(zip(report.reread_verdicts, rereads))  # both in trial order
     return report
 
 

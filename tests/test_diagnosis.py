@@ -348,3 +348,10 @@ def test_a_claim_needs_more_than_one_trial() -> None:
     assert report.divergence_boundary == pytest.approx(math.sqrt(0.06 * 0.126))
     assert not any(line.startswith("change") and "search.lr.high" in line for line in report.recommendations)
     assert any("1 of 1 trial with lr > 0.087 diverged: too few to move search.lr.high (needs 2)" in line for line in report.recommendations)
+
+
+def test_rereads_are_listed_by_trial_number() -> None:
+    rows = [(0, 1.8e-4, 0.72, "healthy", False, True), (1, 1e-2, 0.967, "healthy", False, False), (2, 0.126, 0.147, "slow", True, True)]
+    report = diagnose_sweep(rows, "maximize")
+    assert report.reread_verdicts == {0: "slow", 2: "diverged"}
+    assert report.reread_notes[2].startswith("trial #2 (lr 0.13): slow → diverged")

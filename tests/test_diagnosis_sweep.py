@@ -50,6 +50,9 @@ def test_too_wide_range_reports_divergence_a_stable_window_and_the_bound_to_chan
     assert "search.lr.high" in parent.data.tags["sweeps.diagnosis.recommendation"]
     files = {a.path for a in client.list_artifacts(result.parent_run_id, "diagnosis")}
     assert files == {"diagnosis/report.md", "diagnosis/lr_diagnosis.png"}
+    for trial in result.study.trials:  # a verdict the sweep changed is on the trial's run too
+        tags = client.get_run(trial.user_attrs["mlflow_run_id"]).data.tags
+        assert tags.get("diagnosis.sweep") == report.reread_verdicts.get(trial.number)
 
 
 def test_a_diverged_trial_costs_only_the_steps_it_ran(wide_sweep) -> None:
