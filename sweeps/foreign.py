@@ -187,6 +187,10 @@ def run_trial(local: DictConfig, number: int, train: Callable[[], Any], run_para
     """
     study, cfg, tracker = _open_study(to_yaml(local))
     storage = study._storage
+    if storage.get_study_id_from_name(study.study_name) != study._study_id:  # deleted and created again since cached
+        _open_study.cache_clear()
+        study, cfg, tracker = _open_study(to_yaml(local))
+        storage = study._storage
     trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
     runner = ForeignTrialRunner(cfg, SearchSpace(()), train, tracker, run_params)
     with get_heartbeat_thread(trial._trial_id, storage):

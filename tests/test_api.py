@@ -85,3 +85,13 @@ def test_bad_settings_raise_before_any_store_exists(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"space.lr.low=0.0: a log scale needs low > 0"):
         optimize(curve, {"lr": "tag(log, interval(0, 0.2))"}, **stores(tmp_path))
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_study_deleted_and_created_again_in_one_process_gets_its_trials(tmp_path: Path, postgres_database: str) -> None:
+    # PostgreSQL gives the new study another id (SQLite may reuse the old one)
+    settings = dict(config={"lr": 0.1, "epochs": 2, "model": {"width": 1}}, n_trials=2, metric="val_loss", study_name="again",
+                    storage=postgres_database, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    optimize(curve, {"lr": "interval(0.01, 0.2)"}, **settings)
+    optuna.delete_study(study_name="again", storage=settings["storage"])
+    result = optimize(curve, {"lr": "interval(0.01, 0.2)"}, **settings)
+    assert [t.state for t in result.study.get_trials()] == [TrialState.COMPLETE] * 2
