@@ -361,7 +361,7 @@ def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], bu
                     started = time.perf_counter()
                     trace = replay(surrogate, cfg, space, arm, seed, budget["epochs"], budget["seconds"], w, keep_study=False)
                     cache[key] = (trace, time.perf_counter() - started)
-                    cache_path.write_bytes(pickle.dumps(cache))
+                    save_to_cache(cache_path, key, cache[key])
                 runs.append(cache[key][0])
                 seconds.append(cache[key][1])
             traces[name], wall[name] = runs, float(np.nanmean(seconds)) if any(s == s for s in seconds) else math.nan
@@ -380,6 +380,15 @@ def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], bu
         })  # fmt: skip
     result["_traces"] = traces
     return result
+
+
+def save_to_cache(path: Path, key: tuple, value: tuple) -> None:
+    """Add one run to the cache file, keeping what other processes added meanwhile."""
+    cache = pickle.loads(path.read_bytes()) if path.exists() else {}
+    cache[key] = value
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(pickle.dumps(cache))
+    partial.replace(path)
 
 
 def traces_cache(task: str) -> Path:
