@@ -89,6 +89,7 @@ WINDOWS = {
     "steepest/10..min_loss": lambda rt: (rt["steepest"] / 10, rt["min_loss"]),
     "steepest/10..3·steepest": lambda rt: (rt["steepest"] / 10, 3 * rt["steepest"]),
     "steepest/3..3·steepest": lambda rt: (rt["steepest"] / 3, 3 * rt["steepest"]),
+    "steepest/10..min_loss/3": lambda rt: (rt["steepest"] / 10, rt["min_loss"] / 3),  # mnist1d: min_loss is ~3.7x the best LR
 }
 VARIANTS: dict[str, list[str]] = {
     "default (startup 5, hb min 1 rf 3)": [],
@@ -570,6 +571,7 @@ def main() -> None:
     parser.add_argument("--record-only", action="store_true", help="record (or load) the curves tables and print the difficulty; no replays")
     parser.add_argument("--no-live", action="store_true", help="skip the live runs")
     parser.add_argument("--no-variants", action="store_true", help="skip the settings variants on the replay")
+    parser.add_argument("--tag", help="append _TAG to the results file name (a second run keeps the first's record)")
     args = parser.parse_args()
     COMMAND = print_header("sweep efficiency: epochs to 99% of the best val_acc (replay + live)")
     quiet()
@@ -630,6 +632,8 @@ def main() -> None:
     name = "efficiency_quick" if args.quick else "efficiency"
     if args.objectives != ["digits_mlp", "tiny_transformer"]:  # a run on other objectives keeps the full record
         name += "_" + "_".join(args.objectives) + ("_difficulty" if args.record_only else "")
+    if args.tag:
+        name += f"_{args.tag}"
     write_json(name, results, command=COMMAND)
 
 
