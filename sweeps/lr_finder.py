@@ -295,7 +295,7 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-HIGH_FROM = ("min_loss", "edge")
+HIGH_FROM = ("min_loss", "edge", "steepest")
 
 
 def search_bounds(suggestion: Suggestion, low_div: float = 10.0, high_div: float = 1.0, high_from: str = "min_loss") -> tuple[float, float]:
@@ -307,12 +307,16 @@ def search_bounds(suggestion: Suggestion, low_div: float = 10.0, high_div: float
     collapses from ~0.1, edge/2 ≈ 0.9). In the replay, the [steepest/10, min_loss] window reached the
     target in 11.8 epochs on tiny_transformer vs 20.8 for [steepest/10, edge/2] and 22.5 for random
     search over the default space; on digits 26.8 vs 35.0 vs 36.9. ``high_from=edge`` restores the
-    wider rule. When the curve gives no steepest point, or the rule crosses, the window is the two
-    decades below the upper end.
+    wider rule. ``high_from=steepest`` with ``low_div=3, high_div=0.333`` centres the window on the
+    steepest-descent LR, ``[steepest/3, 3·steepest]``: on mnist1d it reached the target in 113 epochs
+    against 183 for the default window (27 of 40 seeds sooner), about even on digits and
+    tiny_transformer (README, efficiency variants). When the curve gives no steepest point, or the
+    rule crosses, the window is the two decades below the upper end.
     """
     if high_from not in HIGH_FROM:
         raise ConfigError("lr_find.high_from", high_from, "unknown reading", ", ".join(HIGH_FROM))
-    top = suggestion.min_loss if high_from == "min_loss" and suggestion.min_loss else suggestion.edge
+    readings = {"min_loss": suggestion.min_loss, "steepest": suggestion.steepest}
+    top = readings.get(high_from) or suggestion.edge
     high = top / high_div
     low = suggestion.steepest / low_div if suggestion.steepest else high / 100
     if not low < high:

@@ -97,6 +97,7 @@ def test_search_bounds_rules() -> None:
     s = Suggestion(steepest=0.02, min_loss=0.2, edge=0.9, diverged=True)
     assert search_bounds(s) == pytest.approx((0.002, 0.2))
     assert search_bounds(s, 10, 2, "edge") == pytest.approx((0.002, 0.45))
+    assert search_bounds(s, 3, 1 / 3, "steepest") == pytest.approx((0.02 / 3, 0.06))  # centred on the steepest LR
     assert search_bounds(Suggestion(None, 0.2, 0.9, True)) == pytest.approx((0.002, 0.2))  # two decades below
     with pytest.raises(ConfigError, match="lr_find.high_from='peak'"):
         search_bounds(s, high_from="peak")
