@@ -34,6 +34,11 @@ VOLATILE = (
 )  # fmt: skip
 
 
+# Sections whose keys a newer release may add; a key the study's stored config lacks there is not a change
+# (a new search parameter or objective key is).
+SETTINGS_SECTIONS = ("train", "sweep", "lr_find")
+
+
 def flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
@@ -53,6 +58,8 @@ def config_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[tu
         if key == "hydra" or any(key == v or key.startswith(f"{v}.") for v in VOLATILE):
             continue
         before, after = old_flat.get(key, missing), new_flat.get(key, missing)
+        if before is missing and key.split(".", 1)[0] in SETTINGS_SECTIONS:
+            continue  # a trainer or sweep setting newer than the study (a release added it, e.g. train.precision)
         if before != after:
             changes.append((key, None if before is missing else before, None if after is missing else after))
     return changes

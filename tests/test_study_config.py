@@ -21,6 +21,8 @@ def test_changes_ignore_what_does_not_change_a_trial() -> None:
     old = {"sweep": {"n_trials": 5, "seed": 0, "sampler": "tpe"}, "train": {"epochs": 2, "device": "cpu"}, "search": {"lr": "interval(0.1, 1)"}}
     new = {"sweep": {"n_trials": 9, "seed": 3, "sampler": "tpe"}, "train": {"epochs": 3, "device": "cuda"}, "search": {"lr": "interval(0.1, 1)", "wd": "x"}}
     assert config_changes(old, new) == [("search.wd", None, "x"), ("train.epochs", 2, 3)]
+    # a trainer setting a later release added (train.precision) does not refuse a study made before it
+    assert config_changes(old, {**new, "train": {**new["train"], "precision": "fp32"}}) == config_changes(old, new)
 
 
 def test_another_config_on_an_existing_study_is_refused_unless_allowed(compose) -> None:
