@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import ConfigError
+from sweeps.errors import first_line as _first_line
 from sweeps.launcher import check_packing
 from sweeps.optimizers import OPTIMIZERS
 from sweeps.precision import check_precision
@@ -199,8 +200,3 @@ def _one_of(cfg: DictConfig, key: str, allowed: Sequence[str]) -> None:
     value = OmegaConf.select(cfg, key)
     if value not in allowed:
         raise ConfigError(key, value, "unknown value", ", ".join(allowed))
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy
 
-from sweeps.errors import StoreUnavailable
+from sweeps.errors import StoreUnavailable, first_line
 from sweeps.redact import redact
 
 T = TypeVar("T")
@@ -116,5 +116,5 @@ for _name, _method in list(vars(optuna.storages.RDBStorage).items()):
 
 
 def _first_line(err: BaseException) -> str:
-    text = redact(str(err).strip())
-    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+    """The error's first line for a log line: any URL's password hidden, at most 200 characters."""
+    return redact(first_line(err))[:200]

@@ -37,3 +37,9 @@ class StoreUnavailable(RuntimeError):
 def _cut(text: str, limit: int) -> str:
     """``text`` shortened to about ``limit`` characters, saying how long it was."""
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (a driver's or parser's error can run to pages), or its type name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

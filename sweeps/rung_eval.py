@@ -41,12 +41,12 @@ import torch
 from torch import nn
 
 from sweeps.errors import ConfigError
-from sweeps.study import pruning_epochs
+from sweeps.hyperband import pruning_epochs
+from sweeps.optimizers import SCHEDULE_FREE
 from sweeps.schedules import DECAY_SHAPES, Schedule, warmup_stable_decay
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 RUNG_EVALS = ("raw", "cooldown", "averaged")
-SCHEDULE_FREE = "schedule_free"
 
 
 # ----------------------------------------------------------------------------------------------

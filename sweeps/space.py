@@ -41,6 +41,7 @@ from optuna.distributions import (
 )
 
 from sweeps.errors import ConfigError
+from sweeps.errors import first_line as _first_line
 
 PARAM_TYPES = ("float", "int", "categorical")
 MAPPING_KEYS = ("type", "low", "high", "log", "step", "choices", "zero_prob", "expr", "key", "when")
@@ -263,10 +264,6 @@ def _describe(dist: BaseDistribution) -> str:
     if isinstance(dist, (FloatDistribution, IntDistribution)):
         return f"{'log-' if dist.log else ''}interval({dist.low}, {dist.high})"
     return repr(dist)
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 _MISSING = object()

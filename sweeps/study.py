@@ -15,6 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.db_retry import ReconnectingStorage
 from sweeps.errors import ConfigError
+from sweeps.errors import first_line as _first_line
+from sweeps.hyperband import pruning_epochs, report_epochs  # noqa: F401  (also imported from here)
 from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
@@ -148,38 +150,6 @@ def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
     )
 
 
-def pruning_epochs(cfg: DictConfig) -> frozenset[int]:
-    """Epochs at which the configured pruner judges a trial, the last epoch excluded.
-
-    Hyperband: the union over its brackets of ``min_resource · reduction_factor^k`` below
-    ``train.epochs`` (bracket ``i``'s rungs start at ``k = i``; ``sweeps.preview.hyperband_brackets``).
-    Median: every epoch from ``sweep.median.n_warmup_steps`` on. None: no epoch. A rung at the last
-    epoch is never used: it could only mark a trial that finished its schedule PRUNED.
-    """
-    epochs = int(cfg.train.epochs)
-    pruner = str(cfg.sweep.pruner)
-    if pruner == "hyperband":
-        rungs, rung = set(), int(cfg.sweep.hyperband.min_resource)
-        while rung < epochs:
-            rungs.add(rung)
-            rung *= int(cfg.sweep.hyperband.reduction_factor)
-        return frozenset(rungs)
-    if pruner == "median":
-        return frozenset(range(max(1, int(cfg.sweep.median.get("n_warmup_steps", 0))), epochs))
-    if pruner == "none":
-        return frozenset()
-    raise ConfigError("sweep.pruner", pruner, "unknown pruner", "hyperband, median, none")
-
-
-def report_epochs(cfg: DictConfig) -> frozenset[int]:
-    """Epochs at which a trial reports to the study: where its pruner reads (each report is a
-    storage round-trip); with no pruner, every epoch but the last, so the intermediate-values plot
-    has curves."""
-    if str(cfg.sweep.pruner) == "none":
-        return frozenset(range(1, int(cfg.train.epochs)))
-    return pruning_epochs(cfg)
-
-
 def counts_toward_total(trial: FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
@@ -197,8 +167,3 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 def _connect_timeout(parsed: sqlalchemy.engine.URL) -> dict[str, int]:
     return {"connect_timeout": 5} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -32,10 +32,8 @@ from sweeps.diagnosis import loss_exploded
 from sweeps.optimizers import build_optimizer, set_train_mode
 from sweeps.precision import MixedPrecision, clip_gradients, plain
 from sweeps.reporter import Diverged, Reporter
-from sweeps.rung_eval import TrainerHooks, make_rung_evaluator
+from sweeps.rung_eval import Batch, TrainerHooks, make_rung_evaluator
 from sweeps.schedules import apply_lr, build_schedule
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass

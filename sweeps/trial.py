@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import math
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.diagnosis import Curves, Thresholds, diagnose
+from sweeps.objective import Objective
 from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
 from sweeps.study import OUTCOME_ATTR, pruning_epochs, report_epochs
 from sweeps.tracking import MetricBuffer, SweepTracker, flatten, loss_until_blow_up
 
-Objective = Callable[[DictConfig, Reporter], float]
 RUN_ID_ATTR = "mlflow_run_id"
 
 
