@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 FIGURES = ("optimization_history", "param_importances", "parallel_coordinates", "intermediate_values", "lr_vs_metric")
 # The outcome when the trial carries no ``sweeps.outcome`` attr; FAIL without one means its worker died
-# (the same mapping as ``sweep.STATE_OUTCOME``).
+# (``sweeps.worker.STATE_OUTCOME`` maps the finished states the same way).
 STATE_OUTCOME = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "lost",
                  TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 OUTCOME_STYLE = {  # colour, end-of-curve marker

@@ -31,15 +31,6 @@ class Report:
     diagnosis: SweepDiagnosis | None
 
 
-def sweep_diagnosis(study: optuna.Study, cfg: DictConfig) -> SweepDiagnosis | None:
-    """Verdicts per LR across the study's trials; None when the space does not search ``lr``.
-
-    Only completed trials have a final value (a pruned trial's last value is mid-schedule).
-    """
-    rows = diagnosis_rows(study, _still_falling(cfg))
-    return diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
-
-
 def diagnosis_rows(study: optuna.Study, still_falling: float = Thresholds.still_falling) -> list[TrialRow]:
     """One row per diagnosed trial with an ``lr``: its verdict and the curve evidence the sweep rereads."""
     rows = []

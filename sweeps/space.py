@@ -110,7 +110,7 @@ class SearchSpace:
                 grid[param.name] = [round(dist.low + i * dist.step, 12) for i in range(count)]
             else:
                 raise ConfigError(
-                    f"search.{param.name}", _describe(dist), "sweep.sampler=grid needs finite values", "choice(...) or range(a, b)"
+                    f"search.{param.name}", _as_expression(dist), "sweep.sampler=grid needs finite values", "choice(...) or range(a, b)"
                 )
         return grid
 
@@ -260,7 +260,8 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -
     raise TypeError(f"unsupported distribution {dist!r}")
 
 
-def _describe(dist: BaseDistribution) -> str:
+def _as_expression(dist: BaseDistribution) -> str:
+    """The distribution in the sweep-expression grammar, as an error names the value (``preview.describe_param`` says it in words)."""
     if isinstance(dist, (FloatDistribution, IntDistribution)):
         return f"{'log-' if dist.log else ''}interval({dist.low}, {dist.high})"
     return repr(dist)
