@@ -14,6 +14,8 @@ from sweeps.api import current, optimize, report
 from sweeps.errors import ConfigError
 from sweeps.reporter import MetricMissing
 
+pytestmark = pytest.mark.integration
+
 
 def curve(cfg) -> float:
     """A loss that falls each epoch towards (lr - 0.1)^2 + width/100: bad trials look bad early."""
@@ -34,13 +36,18 @@ def test_report_outside_a_sweep_is_a_no_op() -> None:
     report(1, val_loss=0.5)  # nothing to report to, nothing raised
 
 
-def test_report_outside_a_sweep_logs_to_the_scripts_own_mlflow_run(tmp_path: Path) -> None:
+def test_report_outside_a_sweep_logs_to_the_scripts_own_mlflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI for the process: undo both afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/own.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/own.db")
-    with mlflow.start_run() as run:
-        report(1, val_loss=0.5)
-        report(2, val_loss=0.25)
+    try:
+        with mlflow.start_run() as run:
+            report(1, val_loss=0.5)
+            report(2, val_loss=0.25)
+    finally:
+        mlflow.set_tracking_uri(None)
     history = MlflowClient(f"sqlite:///{tmp_path}/own.db").get_metric_history(run.info.run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
 
