@@ -91,3 +91,14 @@ def postgres_database():
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+POSTGRES_FIXTURES = {"postgres_database", "role_with_password"}  # fixtures that need the PostgreSQL server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``-m postgres`` / ``-m "not postgres"``: a test is marked when it uses one of ``POSTGRES_FIXTURES``,
+    directly or through another fixture (``unit`` and ``integration`` are each file's ``pytestmark``)."""
+    for item in items:
+        if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)

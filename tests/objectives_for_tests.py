@@ -44,3 +44,21 @@ def slow(cfg: DictConfig, reporter: Reporter) -> float:
         time.sleep(1.0)
         reporter.report(epoch, val_acc=epoch / 10)
     return cfg.train.epochs / 10
+
+
+def held(cfg: DictConfig, reporter: Reporter) -> float:
+    """Holds its last epoch until the file ``release`` exists in the working directory; meanwhile
+    ``holding/<pid>`` names the process that runs it, so a test kills a worker that certainly holds a
+    RUNNING trial (the trial has reported every epoch but the last to the study)."""
+    for epoch in range(1, cfg.train.epochs):
+        reporter.report(epoch, val_acc=epoch / 10)
+    holding = os.path.join("holding", str(os.getpid()))
+    os.makedirs("holding", exist_ok=True)
+    open(holding, "w").close()
+    try:
+        while not os.path.exists("release"):
+            time.sleep(0.05)
+        reporter.report(cfg.train.epochs, val_acc=cfg.train.epochs / 10)
+        return cfg.train.epochs / 10
+    finally:
+        os.remove(holding)

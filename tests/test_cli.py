@@ -13,6 +13,8 @@ from optuna.trial import TrialState
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.integration
+
 RUN = ["run", "objective=digits_mlp", "sweep.n_trials=12", "train.epochs=9", "sweep.study_name=s1"]
 
 

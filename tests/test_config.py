@@ -11,6 +11,8 @@ from sweeps.config import builtin_config_dir, compose_config
 from sweeps.errors import ConfigError
 from sweeps.space import parse_search_space
 
+pytestmark = pytest.mark.unit
+
 GROUPS = ("objective", "search", "train", "sweep", "storage", "tracking", "lr_find", "diagnosis")
 
 

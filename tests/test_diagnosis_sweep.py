@@ -12,6 +12,8 @@ from sweeps.diagnosis import VERDICTS
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def wide_sweep(compose):

@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 from tests.test_sweep import parent_run, wait_for_first_report
+
+pytestmark = pytest.mark.integration
 
 FAILING = ["objective=custom", "objective.target=tests.failing_objectives:missing_data", "search=lr_only", "sweep.pruner=none", "train.epochs=2"]
 ERROR = "FileNotFoundError: no dataset at /data/digits.npz"

@@ -15,6 +15,8 @@ from sweeps.study import finished_count
 from sweeps.sweep import plan_sweep, run_sweep
 from sweeps.trial_slots import TrialSlots
 
+pytestmark = pytest.mark.integration
+
 FAST = ["objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "search=lr_only", "sweep.pruner=none", "train.epochs=2"]
 
 

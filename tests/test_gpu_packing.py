@@ -20,6 +20,8 @@ from sweeps.launcher import LocalWorkers, assign_workers, resolve_workers, worke
 from sweeps.sweep import open_sweep, plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 SHARED = ["storage.url=postgresql+psycopg://u@h/db", "tracking.uri=http://127.0.0.1:5000"]
 
 

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from sweeps.tracking import OUTCOME_STATUS
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 EXAMPLE_APP = REPO_ROOT / "examples" / "hydra_app"
 SEARCH = ["optimizer.lr=tag(log, interval(1e-3, 1.0))", "model.hidden=choice(8, 16, 32)"]
 

@@ -8,6 +8,8 @@ from sweeps.config import compose_config
 from sweeps.errors import ConfigError
 from sweeps.launcher import assign_workers, check_shared_stores, gpu_ids
 
+pytestmark = pytest.mark.unit
+
 
 def test_one_gpu_per_worker_round_robin() -> None:
     assignments = assign_workers(5, ["0", "1", "3"], threads_setting=1)

@@ -19,6 +19,8 @@ from sweeps.errors import ConfigError
 from sweeps.reporter import recording_reporter
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 DATA = os.environ.get("SWEEPS_YAHPO_DATA") or str(REPO_ROOT.parent / "shared" / "data" / "yahpo")
 HAVE_DATA = (Path(DATA) / "lcbench" / "model.onnx").is_file()
 if not HAVE_DATA and os.environ.get("SWEEPS_REQUIRE_DATA"):

@@ -10,6 +10,8 @@ import pytest
 from benchmarks.lcbench import Trace, best_within, budget_to_reach, regret_curve, speedups
 from tests.test_lcbench import DATA, needs_data
 
+pytestmark = pytest.mark.unit
+
 
 def trace(rows: list[tuple[float, float]]) -> Trace:
     """(epochs spent, best so far) per ended trial; seconds = 2 × epochs."""

@@ -23,6 +23,8 @@ from sweeps.lr_finder import (
     suggest,
 )
 
+pytestmark = pytest.mark.unit
+
 
 class RecordingSGD(torch.optim.SGD):
     """Plain SGD that remembers the LR of every param group at each step."""

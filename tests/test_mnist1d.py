@@ -15,6 +15,8 @@ from sweeps.errors import ConfigError
 from sweeps.objective import load_objective
 from sweeps.reporter import recording_reporter
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> str:

@@ -13,6 +13,8 @@ from sweeps.errors import ConfigError
 from sweeps.optimizers import build_optimizer, depth_units, param_groups
 from sweeps.schedules import apply_lr
 
+pytestmark = pytest.mark.unit
+
 
 def test_weight_decay_only_on_matrices() -> None:
     groups = param_groups(mlp(64, 32, 2, 10), weight_decay=0.1)

@@ -25,6 +25,8 @@ from sweeps.plots import (
 )
 from sweeps.study import OUTCOME_ATTR
 
+pytestmark = pytest.mark.integration
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 9
 LR = FloatDistribution(1e-5, 1.0, log=True)

@@ -22,6 +22,8 @@ from sweeps.reporter import recording_reporter
 from sweeps.training import evaluate, train
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.integration
+
 
 def train_digits(compose, *overrides: str):
     cfg = compose("train.epochs=3", *overrides)

@@ -27,6 +27,8 @@ from sweeps.service_cost import ServiceCost, measure_service_cost
 from sweeps.space import parse_search_space
 from sweeps.study import make_pruner
 
+pytestmark = pytest.mark.unit
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 COMBOS = [(1, 9, 3), (1, 27, 3), (1, 10, 2), (3, 27, 3), (1, 100, 3), (2, 50, 4), (1, 1000, 10), (5, 5, 3)]

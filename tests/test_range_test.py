@@ -13,6 +13,8 @@ from sweeps.sweep import plan_sweep, run_sweep
 from sweeps.tracking import SweepTracker
 from tests.conftest import run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("objective, best_lr", [("digits_mlp", 1e-2), ("tiny_transformer", 1e-2)])
 def test_range_test_on_real_objectives_brackets_a_good_lr(compose, objective: str, best_lr: float) -> None:

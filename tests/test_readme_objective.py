@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.integration
 
 SECTION = (REPO_ROOT / "README.md").read_text().split("## Plug in your own objective", 1)[1]
 

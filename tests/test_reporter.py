@@ -8,6 +8,8 @@ import pytest
 
 from sweeps.reporter import Diverged, MetricMissing, Pruned, TrialReporter
 
+pytestmark = pytest.mark.unit
+
 
 def test_reports_reach_the_sink_and_the_prune_check_in_order() -> None:
     seen, checked = [], []

@@ -15,6 +15,8 @@ from sweeps.export import transfer_batch_size
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def finished_study(compose, tmp_path: Path):

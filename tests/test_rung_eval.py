@@ -19,6 +19,8 @@ from sweeps.rung_eval import EmaEvaluator, cooldown_schedule, cooldown_steps, po
 from sweeps.schedules import build_schedule
 from sweeps.training import train
 
+pytestmark = pytest.mark.unit
+
 DIGITS_STEPS_PER_EPOCH = 23  # 1437 training images, batch 64
 RAW_KEYS = {"epoch", "train_loss", "val_loss", "val_acc", "lr"}
 

@@ -24,6 +24,8 @@ from sweeps.schedules import (
     warmup_cosine,
 )
 
+pytestmark = pytest.mark.unit
+
 REL_TOL = 1e-9
 
 

@@ -18,6 +18,8 @@ import sqlalchemy
 from sweeps.redact import redact, redact_values
 from tests.conftest import POSTGRES_URL, run_cli
 
+pytestmark = pytest.mark.integration
+
 FAST = ["objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "search=lr_only", "sweep.pruner=none", "train.epochs=2"]
 
 

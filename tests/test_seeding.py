@@ -10,6 +10,8 @@ import pytest
 from sweeps.space import parse_search_space
 from sweeps.study import open_study
 
+pytestmark = pytest.mark.integration
+
 
 def _worker(cfg):
     """What a new worker process does: open the study with its own sampler."""

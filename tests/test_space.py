@@ -12,6 +12,8 @@ from sweeps.config import compose_config
 from sweeps.errors import ConfigError
 from sweeps.space import apply_params, parse_search_space
 
+pytestmark = pytest.mark.unit
+
 GRAMMAR = [
     ("tag(log, interval(1e-5, 1.0))", FloatDistribution(1e-5, 1.0, log=True)),
     ("interval(0, 0.2)", FloatDistribution(0.0, 0.2)),

@@ -8,11 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import optuna
+import pytest
 
 import sqlalchemy
 
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import run_cli, store_overrides
+
+pytestmark = pytest.mark.integration
 
 
 def sqlite_settings(url: str) -> dict[str, str]:

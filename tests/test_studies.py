@@ -16,6 +16,8 @@ from sweeps.studies import list_studies
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 
 def cli_with_input(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -14,6 +14,8 @@ from sweeps.study_config import TRIAL_VERSION_ATTR, config_changes, config_of_tr
 from sweeps.sweep import open_sweep, plan_sweep, shareable_config, work
 from tests.conftest import run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 FAST = ["objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "search=lr_only", "sweep.pruner=none", "train.epochs=2"]
 
 

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 
 def runs_by_trial(tmp_path: Path, study_name: str) -> dict[int, object]:
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

@@ -15,6 +15,8 @@ from sweeps.objective import load_objective
 from sweeps.reporter import recording_reporter
 from sweeps.training import evaluate
 
+pytestmark = pytest.mark.unit
+
 
 def config(*overrides: str):
     """The shipped config on the CPU (deterministic, no GPU needed)."""

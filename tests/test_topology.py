@@ -19,6 +19,8 @@ from optuna.trial import TrialState
 
 from tests.conftest import POSTGRES_URL, REPO_ROOT, free_port, run_cli, wait_for_health
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path, postgres_database: str):
@@ -50,7 +52,7 @@ def mlflow_server(tmp_path: Path, postgres_database: str):
 def test_workers_share_a_study_and_a_killed_worker_leaves_nothing_running(tmp_path: Path, postgres_database: str, mlflow_server: str) -> None:
     env = {"SWEEPS_STORAGE_URL": postgres_database, "MLFLOW_TRACKING_URI": mlflow_server, "SWEEPS_STUDY_NAME": "shared"}
     created = run_cli(
-        "create", "storage=postgres", "tracking=server", "objective=custom", "objective.target=tests.objectives_for_tests:slow",
+        "create", "storage=postgres", "tracking=server", "objective=custom", "objective.target=tests.objectives_for_tests:held",
         "train.epochs=3", "sweep.n_trials=6", "sweep.pruner=none", cwd=tmp_path, env=env,
     )
     assert created.returncode == 0, created.stderr
@@ -59,14 +61,29 @@ def test_workers_share_a_study_and_a_killed_worker_leaves_nothing_running(tmp_pa
     command = [sys.executable, "-m", "sweeps.cli", "worker", "storage=postgres", "tracking=server", *heartbeat]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     study = optuna.load_study(study_name="shared", storage=postgres_database)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(t.intermediate_values for t in study.get_trials()):
-        assert all(w.poll() is None for w in workers), [w.communicate() for w in workers if w.poll() is not None]
-        time.sleep(0.2)
-    workers[0].send_signal(signal.SIGKILL)  # dies mid-trial: its trial and run stay RUNNING for now
-    for worker in workers[1:]:
+    try:
+        # Each first trial holds its last epoch until released (``held``), its worker's pid in holding/:
+        # the worker killed is one that holds a RUNNING trial, whichever worker got to a trial first.
+        by_pid = {w.pid: w for w in workers}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _holders(tmp_path, by_pid):
+            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers if w.poll() is not None]
+            time.sleep(0.1)
+        holders = _holders(tmp_path, by_pid)
+        assert holders, "no worker reached the last epoch of a trial in 120 s"
+        victim = holders[0]
+        running = [t for t in study.get_trials() if t.state == TrialState.RUNNING and t.intermediate_values]
+        assert running, [(t.number, t.state.name) for t in study.get_trials()]
+        by_pid[victim].send_signal(signal.SIGKILL)  # dies mid-trial: its trial and run stay RUNNING for now
+        by_pid[victim].wait(timeout=30)
+    finally:
+        (tmp_path / "release").touch()
+    for worker in workers:
+        if worker.pid == victim:
+            continue
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr
+    assert by_pid[victim].returncode == -signal.SIGKILL
 
     trials = study.get_trials()
     counted = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -85,6 +102,12 @@ def test_workers_share_a_study_and_a_killed_worker_leaves_nothing_running(tmp_pa
     assert len(children) == len(trials)
     (reaped,) = [r for r in children if r.info.run_id == lost[0].user_attrs["mlflow_run_id"]]
     assert reaped.info.status == "FAILED" and reaped.data.tags["sweeps.outcome"] == "lost" and "sweeps.reaped" in reaped.data.tags
+
+
+def _holders(folder: Path, workers: dict[int, subprocess.Popen]) -> list[int]:
+    """Pids of workers inside a trial of the ``held`` objective (it writes ``holding/<pid>``)."""
+    holding = folder / "holding"
+    return sorted(int(p.name) for p in holding.iterdir() if int(p.name) in workers) if holding.is_dir() else []
 
 
 def test_run_with_local_workers_reaches_the_total_exactly(tmp_path: Path, postgres_database: str, mlflow_server: str) -> None:

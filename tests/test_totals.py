@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 
 from sweeps.study import finished_count
 from sweeps.sweep import open_sweep, plan_sweep, set_total, stored_total, work
 from tests.conftest import run_cli, store_overrides
+
+pytestmark = pytest.mark.integration
 
 INSTANT = ["objective=custom", "objective.target=tests.objectives_for_tests:quadratic", "search=lr_only", "sweep.pruner=none", "train.epochs=2"]
 

@@ -11,6 +11,8 @@ from mlflow.entities import Metric
 
 from sweeps.tracking import MetricBuffer, SweepTracker, best_trial_metrics, loss_until_blow_up, production_run_name, sweep_params
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("n_pending", [0, 9, 995, 2500])  # 995 + final + tags crosses MLflow's 1000-entity batch cap
 def test_end_trial_writes_pending_metrics_tags_and_status(tmp_path: Path, n_pending: int) -> None:

@@ -11,6 +11,8 @@ from objectives.digits_mlp import load_split, make_task, train as digits_objecti
 from sweeps.reporter import Diverged, recording_reporter
 from sweeps.training import train
 
+pytestmark = pytest.mark.unit
+
 
 def test_digits_split_is_fixed_stratified_and_standardised() -> None:
     x_train, y_train, x_val, y_val = load_split(0.2, 0)

@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from sweeps.trial_slots import TrialSlots, lock_key
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_second_worker_waits_for_the_slot(postgres_database: str) -> None:
@@ -67,17 +71,17 @@ class _InstantRunner:
         return trial.suggest_float("x", 0.0, 1.0)
 
 
-def _workers_race(url: str, total: int, lock: bool) -> int:
+def _workers_race(url: str, total: int, lock: bool, name: str = "race") -> int:
     """Two workers (threads, each with its own Study) whose count of the study is slow, so both
     count before either creates its trial; returns how many trials the study ends with."""
     import optuna
 
     from sweeps.worker import run_trials
 
-    optuna.create_study(study_name="race", storage=url)
+    optuna.create_study(study_name=name, storage=url)
 
     def worker() -> None:
-        study = optuna.load_study(study_name="race", storage=url)
+        study = optuna.load_study(study_name=name, storage=url)
         read = study.get_trials
 
         def slow_count(*args, **kwargs):
@@ -86,7 +90,7 @@ def _workers_race(url: str, total: int, lock: bool) -> int:
             return trials
 
         study.get_trials = slow_count
-        slots = TrialSlots(url if lock else None, "race")
+        slots = TrialSlots(url if lock else None, name)
         try:
             run_trials(study, _InstantRunner(), total, poll_seconds=0.05, slots=slots)
         finally:
@@ -97,8 +101,10 @@ def _workers_race(url: str, total: int, lock: bool) -> int:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    return len(optuna.load_study(study_name="race", storage=url).get_trials())
+    return len(optuna.load_study(study_name=name, storage=url).get_trials())
 
 
 def test_two_racing_workers_stop_at_the_total(postgres_database: str) -> None:
     assert _workers_race(postgres_database, total=3, lock=True) == 3
+    # control: the same race without the slot lock overshoots the total, so the lock is what holds it
+    assert _workers_race(postgres_database, total=3, lock=False, name="race-unlocked") > 3

@@ -17,6 +17,8 @@ from sweeps.tracking import SweepTracker
 from sweeps.ui import group_members, server_command
 from tests.conftest import REPO_ROOT, free_port
 
+pytestmark = pytest.mark.integration
+
 RSS_LIMIT_MB = 1024
 
 

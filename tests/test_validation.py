@@ -18,6 +18,8 @@ from sweeps.config import compose_config
 from sweeps.errors import ConfigError
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
+pytestmark = pytest.mark.integration
+
 LONG = "x" * 100_000
 UNREACHABLE_PG = "postgresql+psycopg://nobody@127.0.0.1:9/none"
 
