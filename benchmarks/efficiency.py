@@ -120,7 +120,7 @@ def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed
     ``lr_find=auto`` window. Objectives in ``EVERY_RUNG_STRATEGY`` also record the ``cooldown`` and
     ``averaged`` rung values of each run at the default pruner's rungs (``common.every_rung_strategy``),
     so ``rung_eval.py`` replays the same recording."""
-    from sweeps.range_test import run_range_test
+    from sweeps.lr_range import run_range_test
     from sweeps.space import parse_search_space
     from sweeps.study import pruning_epochs
 

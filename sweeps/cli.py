@@ -471,7 +471,7 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
 
     from sweeps.config import compose_config
     from sweeps.console import range_test_table, rerun_command
-    from sweeps.range_test import objective_task, record_range_test, run_range_test
+    from sweeps.lr_range import objective_task, record_range_test, run_range_test
     from sweeps.tracking import SweepTracker, check_tracking
 
     console = make_console()

@@ -26,7 +26,7 @@ from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError, SweepFailed
 from sweeps.init_lock import store_init_lock
 from sweeps.objective import Objective, load_objective
-from sweeps.range_test import objective_task, record_range_test, run_range_test
+from sweeps.lr_range import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
 from sweeps.rung_eval import check_rung_eval
 from sweeps.seeding import grid_exhausted

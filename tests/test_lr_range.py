@@ -8,7 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.range_test import record_range_test, run_range_test
+from sweeps.lr_range import record_range_test, run_range_test
 from sweeps.sweep import plan_sweep, run_sweep
 from sweeps.tracking import SweepTracker
 from tests.conftest import run_cli, store_overrides
