@@ -1,10 +1,7 @@
 """Hyperband's schedule in one pure module: the study, the preview and the trainer read the same
-rungs, and neither the module nor an objective that imports the trainer loads Optuna."""
+rungs (what each module imports: tests/test_imports.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
@@ -48,15 +45,3 @@ def test_study_preview_and_trainer_read_one_schedule(overrides: tuple[str, ...])
     if cfg.sweep.pruner == "hyperband":
         epochs = int(cfg.train.epochs)
         assert pruning_epochs(cfg) == {r for b in configured_brackets(cfg) for r in b.rungs if r < epochs}
-
-
-def test_importing_an_objective_loads_no_optuna_sqlalchemy_or_mlflow() -> None:
-    code = (
-        "import sys, sweeps.hyperband\n"
-        "assert not any(m.split('.')[0] in ('optuna', 'torch') for m in sys.modules), 'hyperband'\n"
-        "import objectives.digits_mlp\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'optuna', 'sqlalchemy', 'mlflow'}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
