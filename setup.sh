@@ -14,4 +14,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 # SWEEPS_EXTRAS adds optional extras, e.g. SWEEPS_EXTRAS=lcbench for objective=lcbench
 pip install -q -e ".[dev${SWEEPS_EXTRAS:+,$SWEEPS_EXTRAS}]"
+# Hydra finds sweeper plugins by scanning the hydra_plugins folders on sys.path, which the editable
+# install's import hook hides: put the checkout itself on the path too (python train.py -m hydra/sweeper=sweeps).
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "$PWD" > "$site/sweeps-checkout.pth"
 echo "sweeps is installed in .venv: run .venv/bin/sweeps --help"

@@ -162,7 +162,11 @@ def finished_count(study: optuna.Study) -> int:
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Mark trials of dead workers FAIL now (Optuna does it lazily, at the next trial's start)."""
-    optuna.storages.fail_stale_trials(study)
+    import warnings
+
+    with warnings.catch_warnings():  # "experimental since v2.9.0": a line a user cannot act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _connect_timeout(parsed: sqlalchemy.engine.URL) -> dict[str, int]:
