@@ -75,10 +75,10 @@ def stock_arms() -> list[Arm]:
             "random + Hyperband (min 2 epochs, factor 3)"),
         Arm("TPE", lambda s: (optuna.samplers.TPESampler(seed=s), none(), frozenset()), "Optuna's TPE, defaults, no pruning"),
         Arm("TPE+median", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.MedianPruner(), every),
-            "Optuna's TPE + median pruner, defaults (YAHPO Gym's 'optuna' arm)", max_seeds=10),
+            "Optuna's TPE + median pruner, defaults (YAHPO Gym's 'optuna' arm)", max_seeds=6),
         Arm("TPE+HB", lambda s: (optuna.samplers.TPESampler(seed=s), optuna.pruners.HyperbandPruner(), every),
-            "Optuna's TPE + Hyperband, Optuna's defaults (min 1 epoch)", max_seeds=10),
-        Arm("GP", lambda s: (optuna.samplers.GPSampler(seed=s), none(), frozenset()), "Optuna's GP sampler, no pruning", max_seeds=5),
+            "Optuna's TPE + Hyperband, Optuna's defaults (min 1 epoch)", max_seeds=6),
+        Arm("GP", lambda s: (optuna.samplers.GPSampler(seed=s), none(), frozenset()), "Optuna's GP sampler, no pruning", max_seeds=3),
     ]
 
 
@@ -146,8 +146,7 @@ def speedups(traces: dict[str, list[Trace]], axis: str, budget: float, baseline:
 
     The baseline's median final value is, by definition, what it holds at the full ``budget``: the
     speed-up is ``budget`` ÷ the arm's median budget to the target (0 when more than half of its
-    seeds never reach it). The baseline's own row comes out at about 1 (≥ 1: the seeds that beat
-    their median got there before the end).
+    seeds never reach it). The baseline's own row is 1.
     """
     target = float(np.median([best_within(t, axis, budget) for t in traces[baseline]]))
     out = {}
@@ -155,6 +154,7 @@ def speedups(traces: dict[str, list[Trace]], axis: str, budget: float, baseline:
         stats = summarize(budget_to_reach(t, target, axis, budget) for t in runs)
         value = stats["median"]
         out[arm] = {"target": target, "budget_to_target": stats, "speedup": budget / value if math.isfinite(value) and value > 0 else 0.0}
+    out[baseline]["speedup"] = 1.0  # by definition (with an even number of seeds its own median can be "never")
     return out
 
 
@@ -489,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = {"command": cmd, "seeds": args.seeds, "budget_full_runs": args.budget, "arms": {a.name: a.about for a in arms},
               "tasks": [{k: v for k, v in r.items() if k != "_traces"} for r in results], "plot": plot.name, "live": live}  # fmt: skip
     (RESULTS / name).write_text(json.dumps(record, indent=1, default=float))
-    console.print(f"wrote {RESULTS / name} and {plot}")
+    (RESULTS / name.replace(".json", ".md")).write_text(markdown(record))
+    console.print(f"wrote {RESULTS / name}, its tables as markdown and {plot}")
     return 0
 
 
@@ -532,6 +533,32 @@ def print_task(result: dict) -> None:
         f"task {result['task']}: target = random's median final val_acc {target:.4f} (reference best {ref['best']:.4f}, "
         f"random needs ~{ref['random_trials_to_99pct']:.0f} trials to come within 1 %)",
         ["arm", "speed-up (epochs)", "full runs to target", "never", "speed-up (seconds)", "final best", "regret", "trials", "seeds", "s per run"], rows)  # fmt: skip
+
+
+def markdown(record: dict) -> str:
+    """The record's tables as markdown, for the README (pasted as written)."""
+    tasks = record["tasks"]
+    names = list(tasks[0]["arms"])
+    lines = [f"`{record['command']}` — {record['budget_full_runs']:g} full runs' budget per run", ""]
+    if len(tasks) <= 3:
+        head = ["arm", *[f"{t['task']}: speed-up (epochs / seconds)" for t in tasks], "median speed-up", "regret at budget", "seeds"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name in names:
+            arms = [t["arms"][name] for t in tasks]
+            ups = [a["epochs"]["speedup"] for a in arms]
+            cells = [f"{fmt(a['epochs']['speedup'], 3)} / {fmt(a['seconds']['speedup'], 3)}" for a in arms]
+            regret = float(np.mean([a["regret_at_budget"]["epochs"]["median"] for a in arms]))
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(float(np.median(ups)), 3)} | {fmt(regret, 2)} | {arms[0]['seeds']} |")
+    else:
+        lines += ["| arm | median speed-up (epochs) | tasks where it beats random | mean regret at budget | seeds |", "|---|---|---|---|---|"]
+        for name in names:
+            ups = [t["arms"][name]["epochs"]["speedup"] for t in tasks]
+            regret = float(np.mean([t["arms"][name]["regret_at_budget"]["epochs"]["median"] for t in tasks]))
+            lines.append(f"| {name} | {fmt(float(np.median(ups)), 3)} | {sum(u > 1 for u in ups)}/{len(tasks)} | {fmt(regret, 2)} | {tasks[0]['arms'][name]['seeds']} |")
+    if record.get("live"):
+        lines += ["", "| live sweep (seed) | trials | identical to the replay | best live | best replay |", "|---|---|---|---|---|"]
+        lines += [f"| {r['seed']} | {r['trials']} | {r['identical']} | {fmt(r['best_live'], 4)} | {fmt(r['best_replay'], 4)} |" for r in record["live"]]
+    return "\n".join(lines) + "\n"
 
 
 def print_summary(results: list[dict]) -> None:
