@@ -80,7 +80,7 @@ TRAIN_SETTINGS: dict[str, tuple[Check, str]] = {
     "nesterov": BOOLEAN,
     "lr_layer_decay": number(0, 1, low_open=True),
     "grad_clip": or_value(number(0, low_open=True), None),
-    "diverge_factor": number(1, low_open=True),
+    "diverge_factor": or_value(number(1, low_open=True), None),  # null: only NaN/inf stops a trial
     "seed": integer(0, 2**32 - 1),
     "threads": or_value(integer(1), "auto"),
 }
