@@ -441,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default")
     parser.add_argument("--summary", action="store_true", help="all 34 tasks: random, the best stock arm and the default, summary table")
     parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+                        help="an extra arm: the service's factory with these overrides, e.g. rf2=sweep.hyperband.reduction_factor=2")
     parser.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs (traces_cache)")
     parser.add_argument("--live", type=int, default=0, help="live sweeps (seeds) on the first task to compare with their replay")
     parser.add_argument("--live-trials", type=int, default=40)
@@ -457,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from objectives.lcbench import _instances
 
     tasks = args.tasks or (list(_instances(args.data)) if args.summary else list(HEADLINE))
-    arms = [*stock_arms(), service_arm("sweeps default")]
+    variants = [service_arm(v.split("=", 1)[0], v.split("=", 1)[1].split(","), f"sweeps default with {v.split('=', 1)[1]}") for v in args.variant]
+    arms = [*stock_arms(), service_arm("sweeps default"), *variants]
     if args.arms:
         arms = [a for a in arms if a.name in args.arms]
     seeds = list(range(args.seeds))
