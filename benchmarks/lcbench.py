@@ -226,15 +226,11 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
         trace.n_trials += 1
         trace.add(spent_epochs, spent_seconds, best)
         del running[worker]
-        if (spent_epochs < budget_epochs or spent_seconds < budget_seconds) and (max_trials is None or order_trials(study) < max_trials):
+        if (spent_epochs < budget_epochs or spent_seconds < budget_seconds) and (max_trials is None or trace.n_trials + len(running) < max_trials):
             start(worker, now)
     if keep_study:
         trace.study = study
     return trace
-
-
-def order_trials(study) -> int:
-    return len(study.get_trials(deepcopy=False, states=None))
 
 
 def live_check(data: str, task: str, seeds: Sequence[int], n_trials: int) -> list[dict]:
@@ -399,30 +395,34 @@ def traces_cache(task: str) -> Path:
 
 
 def regret_plot(results: list[dict], path: Path, axis: str = "epochs") -> None:
-    """Mean normalized regret over seeds (and tasks) against the budget, one line per arm."""
+    """Mean normalized regret over seeds against the budget, one line per arm: a panel per task for
+    up to three tasks, and a panel of the mean over tasks when there are several."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results) + (len(results) > 1), figsize=(5 * (len(results) + (len(results) > 1)), 4), squeeze=False)
+    shown = results if len(results) <= 3 else []
+    panels = len(shown) + (len(results) > 1)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
     grid = np.linspace(0.01, 1.0, 100)
     means: dict[str, list[np.ndarray]] = {}
-    for ax, result in zip(axes[0], results):
+    for index, result in enumerate(results):
         ref, budget = result["reference"], result["budget"][axis]
         for name, runs in result["_traces"].items():
-            curves = np.array([regret_curve(t, axis, grid * budget, ref["best"], ref["worst"]) for t in runs])
-            mean = curves.mean(axis=0)
+            mean = np.mean([regret_curve(t, axis, grid * budget, ref["best"], ref["worst"]) for t in runs], axis=0)
             means.setdefault(name, []).append(mean)
-            ax.plot(grid * budget / EPOCHS if axis == "epochs" else grid, mean, label=name)
-        ax.set(title=f"task {result['task']}", yscale="log", xlabel="full runs' worth of epochs" if axis == "epochs" else "share of the budget",
-               ylabel="normalized regret (mean over seeds)")  # fmt: skip
-        ax.grid(alpha=0.3)
+            if index < len(shown):
+                axes[0][index].plot(grid * budget / EPOCHS if axis == "epochs" else grid, mean, label=name)
+        if index < len(shown):
+            axes[0][index].set(title=f"task {result['task']}", yscale="log", ylabel="normalized regret (mean over seeds)",
+                               xlabel="full runs' worth of epochs" if axis == "epochs" else "share of the budget")  # fmt: skip
+            axes[0][index].grid(alpha=0.3)
     if len(results) > 1:
         ax = axes[0][-1]
         for name, curves in means.items():
             ax.plot(grid, np.mean(curves, axis=0), label=name)
-        ax.set(title="mean over tasks", yscale="log", xlabel="share of the budget")
+        ax.set(title=f"mean over {len(results)} tasks", yscale="log", xlabel="share of the budget")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -488,37 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               [[r["seed"], r["trials"], r["identical"], fmt(r["best_live"], 4), fmt(r["best_replay"], 4), fmt(r["live_seconds"], 3)] for r in live])  # fmt: skip
     name = args.out or ("lcbench_quick.json" if args.quick else ("lcbench_all.json" if args.summary else "lcbench.json"))
     plot = RESULTS / name.replace(".json", "_regret.png")
-    (regret_plot if len(results) <= 3 else regret_plot_summary)(results, plot)
+    regret_plot(results, plot)
     record = {"command": cmd, "seeds": args.seeds, "budget_full_runs": args.budget, "arms": {a.name: a.about for a in arms},
               "tasks": [{k: v for k, v in r.items() if k != "_traces"} for r in results], "plot": plot.name, "live": live}  # fmt: skip
     (RESULTS / name).write_text(json.dumps(record, indent=1, default=float))
     (RESULTS / name.replace(".json", ".md")).write_text(markdown(record))
     console.print(f"wrote {RESULTS / name}, its tables as markdown and {plot}")
     return 0
-
-
-def regret_plot_summary(results: list[dict], path: Path) -> None:
-    """Many tasks: one panel, the mean over tasks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = np.linspace(0.01, 1.0, 100)
-    means: dict[str, list[np.ndarray]] = {}
-    for result in results:
-        ref, budget = result["reference"], result["budget"]["epochs"]
-        for name, runs in result["_traces"].items():
-            means.setdefault(name, []).append(np.mean([regret_curve(t, "epochs", grid * budget, ref["best"], ref["worst"]) for t in runs], axis=0))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, curves in means.items():
-        ax.plot(grid, np.mean(curves, axis=0), label=name)
-    ax.set(title=f"LCBench, mean over {len(results)} tasks", yscale="log", xlabel="share of the budget (epochs)", ylabel="normalized regret")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def print_task(result: dict) -> None:
