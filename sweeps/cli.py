@@ -219,7 +219,7 @@ def best(
         trial = study.best_trial
     except ValueError:
         raise _ConfigError("sweep.study_name", study.study_name, "has no completed trial yet") from None
-    best_cfg = trial_config(config_of_trial(study.user_attrs, trial, shareable_config(cfg)), trial)  # the config it ran with
+    best_cfg = trial_config(config_of_trial(study, trial, shareable_config(cfg)), trial)  # the config it ran with
     origin = provenance(study, trial, str(cfg.storage.url), str(cfg.sweep.metric))
     if batch_size is not None:
         new_train, change = transfer_batch_size(best_cfg.train, batch_size, scaling)
@@ -296,7 +296,7 @@ def reproduce(
     with Progress(console=console) as progress:
         task = progress.add_task("re-training", total=len(chosen) * seeds)
         for trial in chosen:
-            trial_cfg = trial_config(config_of_trial(study.user_attrs, trial, shareable_config(cfg)), trial)
+            trial_cfg = trial_config(config_of_trial(study, trial, shareable_config(cfg)), trial)
             with open_dict(trial_cfg):
                 trial_cfg.provenance = {"study": study.study_name, "trial": trial.number, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
             values = []

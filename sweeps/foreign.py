@@ -31,7 +31,8 @@ from sweeps.reporter import MetricMissing, TrialReporter
 from sweeps.seeding import grid_exhausted
 from sweeps.space import SearchSpace
 from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total, fail_stale_trials, make_pruner, make_storage
-from sweeps.sweep import CONFIG_ATTR, LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
+from sweeps.study_config import stored_config
+from sweeps.sweep import LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
 from sweeps.tracking import SweepTracker, check_tracking
 from sweeps.trial import TrialRunner
 from sweeps.trial_slots import TrialSlots
@@ -216,7 +217,7 @@ def _open_study(local_yaml: str) -> tuple[optuna.Study, DictConfig, SweepTracker
     local = OmegaConf.create(local_yaml)
     storage = make_storage(local)
     name = str(local.sweep.study_name)
-    stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(CONFIG_ATTR)
+    stored = stored_config(storage, storage.get_study_id_from_name(name))
     if stored is None:
         raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
     cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})

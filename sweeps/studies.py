@@ -22,7 +22,7 @@ from sweeps.errors import ConfigError
 from sweeps.redact import redact
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total
-from sweeps.study_config import CONFIG_ATTR
+from sweeps.study_config import stored_config
 
 
 @dataclass
@@ -50,9 +50,10 @@ def list_studies(storage_url: str) -> list[StudyRow]:
     storage = open_storage(storage_url)
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
         outcomes = Counter(_outcome(t) for t in trials)
-        config = summary.user_attrs.get(CONFIG_ATTR) or {}
+        config = stored_config(storage, study_id) or {}
         sweep = config.get("sweep") or {}
         direction = summary.direction.name.lower() if summary.direction is not None else "multi"
         row = StudyRow(

@@ -12,6 +12,13 @@ difference and the ways forward: a new ``sweep.study_name``, or ``sweep.allow_co
 With that flag the new config becomes the study's (workers read it) and is appended to the study's
 list of configs; each trial records which one it ran with (``sweeps.config_version``), so its
 exported config is the one it trained with (``config_of_trial``).
+
+Where it is kept: the study's *system* attrs, read and written only through ``stored_config`` and
+``store_config``. ``optuna studies`` prints every user attr of every study, so a config there made
+each study a multi-kilobyte line (issue 17); the only study user attr left is the short ``lr_find``
+(the range test's bounds, when it ran), which a user may well want to see there. Studies made
+by the previous release hold it as user attrs: reading falls back to them, and ``remember`` copies
+them to system attrs when such a study is resumed.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from sweeps.errors import ConfigError
 
+# Study system attrs (user attrs on studies made by the previous release):
 CONFIG_ATTR = "sweeps.config"  # the sweep's config minus local settings (stores, device), on the study
 VERSIONS_ATTR = "sweeps.config_versions"  # every config the study ran with, oldest first (after a change)
 TRIAL_VERSION_ATTR = "sweeps.config_version"  # on a trial: its index in VERSIONS_ATTR
@@ -65,13 +74,53 @@ def config_changes(stored: Mapping[str, Any], new: Mapping[str, Any]) -> list[tu
     return changes
 
 
+def stored_config(study: optuna.Study | BaseStorage, study_id: int | None = None, *, key: str = CONFIG_ATTR) -> Any:
+    """The study's stored config (``key=VERSIONS_ATTR``: its list of configs), or None.
+
+    ``study`` is a study, or a storage with ``study_id`` (readers that have no ``optuna.Study``).
+    A study of the previous release keeps it as a user attr, read when no system attr exists.
+    """
+    storage, study_id = _location(study, study_id)
+    value = storage.get_study_system_attrs(study_id).get(key)
+    return value if value is not None else storage.get_study_user_attrs(study_id).get(key)
+
+
+def store_config(study: optuna.Study | BaseStorage, value: Any, study_id: int | None = None, *, key: str = CONFIG_ATTR) -> None:
+    """Write the study's config (or with ``key=VERSIONS_ATTR`` its list of configs) as a system attr."""
+    storage, study_id = _location(study, study_id)
+    storage.set_study_system_attr(study_id, key, value)
+
+
+def _location(study: optuna.Study | BaseStorage, study_id: int | None) -> tuple[BaseStorage, int]:
+    if isinstance(study, optuna.Study):
+        return study._storage, study._study_id  # optuna.Study has no public system-attr verbs in 5.1
+    if study_id is None:
+        raise TypeError("stored_config/store_config on a storage needs study_id")
+    return study, study_id
+
+
+def adopt_legacy_config(study: optuna.Study) -> None:
+    """Copy a previous release's config user attrs to system attrs (once, on resume).
+
+    Optuna cannot delete a user attr, so the old ``sweeps.config`` (and ``sweeps.config_versions``)
+    user attrs stay behind, frozen at this moment: ``optuna studies`` still prints them for such a
+    study, a release before this one still reads them, and this one never reads them again.
+    """
+    storage, study_id = _location(study, None)
+    system, user = storage.get_study_system_attrs(study_id), storage.get_study_user_attrs(study_id)
+    for key in (CONFIG_ATTR, VERSIONS_ATTR):
+        if system.get(key) is None and user.get(key) is not None:
+            storage.set_study_system_attr(study_id, key, user[key])
+
+
 def remember(study: optuna.Study, config: Mapping[str, Any], allow_change: bool) -> int:
     """Store or check the study's config (module docstring); returns the version trials run with."""
-    stored = study.user_attrs.get(CONFIG_ATTR)
+    adopt_legacy_config(study)
+    stored = stored_config(study)
     if stored is None:
-        study.set_user_attr(CONFIG_ATTR, dict(config))
+        store_config(study, dict(config))
         return 0
-    versions = study.user_attrs.get(VERSIONS_ATTR) or [stored]
+    versions = stored_config(study, key=VERSIONS_ATTR) or [stored]
     changes = config_changes(stored, config)
     if not changes:
         return len(versions) - 1
@@ -83,14 +132,14 @@ def remember(study: optuna.Study, config: Mapping[str, Any], allow_change: bool)
             "a new sweep.study_name, or sweep.allow_config_change=true (each trial then records its config)",
         )
     updated = dict(config)
-    study.set_user_attr(VERSIONS_ATTR, [*versions, updated])
-    study.set_user_attr(CONFIG_ATTR, updated)
+    store_config(study, [*versions, updated], key=VERSIONS_ATTR)
+    store_config(study, updated)
     return len(versions)
 
 
-def config_of_trial(user_attrs: Mapping[str, Any], trial: FrozenTrial, default: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The stored config ``trial`` ran with: its recorded version, else the study's first config."""
-    versions = user_attrs.get(VERSIONS_ATTR)
+def config_of_trial(study: optuna.Study, trial: FrozenTrial, default: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The stored config ``trial`` ran with: its recorded version, else ``default``."""
+    versions = stored_config(study, key=VERSIONS_ATTR)
     if not versions:
         return default
     index = int(trial.user_attrs.get(TRIAL_VERSION_ATTR, 0))

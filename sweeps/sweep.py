@@ -34,7 +34,7 @@ from sweeps.signals import StopFlag, shielded
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
-from sweeps.study_config import CONFIG_ATTR, TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_of_trial, remember
+from sweeps.study_config import TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_of_trial, remember, store_config, stored_config
 from sweeps.tracking import SweepTracker, best_trial_metrics, check_tracking, sweep_params
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
@@ -131,7 +131,7 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
     try:
         total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
         deadline = _deadline(plan.cfg)
-        versioned = {TRIAL_VERSION_ATTR: sweep.config_version} if VERSIONS_ATTR in sweep.study.user_attrs else None
+        versioned = {TRIAL_VERSION_ATTR: sweep.config_version} if stored_config(sweep.study, key=VERSIONS_ATTR) else None
         failures = FailureStreak(int(plan.cfg.sweep.get("max_failures", 0)))
         ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots, deadline=deadline,
                          trial_attrs=versioned, failures=failures)
@@ -186,7 +186,7 @@ def total_reached(sweep: Sweep) -> bool:
 
 def stored_total(study: optuna.Study, default: int | None = None) -> int | None:
     """The study's total as stored with its config (``sweeps run`` and ``sweeps extend`` change it)."""
-    stored = study.user_attrs.get(CONFIG_ATTR)
+    stored = stored_config(study)
     try:
         return int(stored["sweep"]["n_trials"])
     except (TypeError, KeyError, ValueError):
@@ -206,9 +206,9 @@ def extend(study: optuna.Study, n_trials: int) -> int:
 def set_total(study: optuna.Study, n_trials: int) -> None:
     """Store a new total: the CLI's next status shows it and every running worker takes it up
     before its next trial (``work`` re-reads it), so raising it mid-sweep reaches all of them."""
-    stored = dict(study.user_attrs.get(CONFIG_ATTR) or {})
+    stored = dict(stored_config(study) or {})
     stored["sweep"] = {**stored.get("sweep", {}), "n_trials": int(n_trials)}
-    study.set_user_attr(CONFIG_ATTR, stored)
+    store_config(study, stored)
 
 
 def run_sweep(
@@ -258,7 +258,7 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in summaries:
         raise ConfigError("sweep.study_name", name, f"no such study in {redact(str(local.storage.url))}", ", ".join(sorted(summaries)) or "create it with `sweeps create` or `sweeps run`")
-    stored = summaries[name].user_attrs.get(CONFIG_ATTR)
+    stored = stored_config(storage, storage.get_study_id_from_name(name))
     if stored is None:
         raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
     cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
@@ -276,10 +276,10 @@ def shareable_config(cfg: DictConfig) -> dict[str, Any]:
 def best_config(plan: SweepPlan, trial: FrozenTrial, study: optuna.Study | None = None) -> DictConfig:
     """The complete config the trial trained with (not only its sampled params); on a study whose
     config changed (``sweep.allow_config_change``), the config of the trial's own version."""
-    if study is not None and VERSIONS_ATTR in study.user_attrs:
+    if study is not None and stored_config(study, key=VERSIONS_ATTR):
         from sweeps.export import trial_config
 
-        return trial_config(config_of_trial(study.user_attrs, trial, shareable_config(plan.cfg)), trial)
+        return trial_config(config_of_trial(study, trial, shareable_config(plan.cfg)), trial)
     return apply_params(plan.cfg, plan.space.applied(trial.params))
 
 
