@@ -10,7 +10,8 @@ the first 4000 the training split and the last 1000 the test split. ``get_datase
 Splits: the validation set (``objective.n_val``, 1000) is carved from the 4000 training sequences by
 a seeded permutation (``objective.split_seed``), so every trial is judged on the same validation set
 and the test split is never used for selection. ``make_split`` returns the test split too; only a
-final evaluation should read it (``evaluate_test_split``).
+final evaluation should read it: ``evaluate_test``, the hook ``sweeps train`` calls once on the trained
+model of a production run (never a sweep), logging ``test_acc`` / ``test_loss`` to its MLflow run.
 
 Generation takes ~1.3 s (pure NumPy, one sequence at a time), so the dataset is cached in memory per
 process and on disk as ``mnist1d-<hash of the arguments>.npz`` under ``objective.cache_dir`` (default
@@ -189,8 +190,9 @@ def make_task(objective: DictConfig) -> Task:
     )
 
 
-def evaluate_test_split(model: nn.Module, objective: DictConfig) -> dict[str, float]:
-    """``test_loss`` and ``test_acc`` of a trained model on the test split (final evaluation only)."""
+def evaluate_test(model: nn.Module, objective: DictConfig) -> dict[str, float]:
+    """``test_loss`` and ``test_acc`` of a trained model on the test split: the final evaluation hook
+    (``sweeps.production``), never called while a sweep selects configs."""
     split = split_of(objective)
     device = next(model.parameters()).device
     task = make_task(objective)

@@ -256,8 +256,10 @@ def train_command(
     tracker = SweepTracker(str(cfg.tracking.uri), experiment, cfg.tracking.get("artifact_location"))
     console = make_console()
     with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
-        done = train_production(cfg, tracker, checkpoint, name=production_run_name(origin))
+        done = train_production(cfg, tracker, checkpoint, name=production_run_name(origin), test_split=True)
     console.print(f"{cfg.sweep.metric}={done.value:.4f}  MLflow run {done.run_id} (experiment {experiment})")
+    if done.test:  # the objective's held-out test split, read once here and never by a sweep
+        console.print("test split: " + "  ".join(f"{k}={v:.4f}" for k, v in done.test.items()))
     if origin:
         console.print(f"source: trial {origin.get('trial')} of {origin.get('study')}, {origin.get('metric')}={origin.get('value')}")
 

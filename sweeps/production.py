@@ -12,7 +12,7 @@ import importlib
 import statistics
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,14 @@ class TrainRun:
     run_id: str
     value: float
     metrics: dict[str, float]
+    test: dict[str, float] = field(default_factory=dict)  # the objective's test split, when asked and offered
 
 
-def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = False, parent_run_id: str | None = None, name: str = "train") -> TrainRun:
-    """Train ``cfg`` to the end and record it; tags point at the source trial when known."""
+def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = False, parent_run_id: str | None = None, name: str = "train",
+                     test_split: bool = False) -> TrainRun:
+    """Train ``cfg`` to the end and record it; tags point at the source trial when known.
+
+    ``test_split``: also log the objective's final evaluation (``evaluate_test``) on the trained model."""
     origin = cfg.get("provenance") or {}
     metric = str(cfg.sweep.metric)
     tags = {"sweeps.role": TRAIN_ROLE, "sweeps.metric": metric}
@@ -51,7 +55,8 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
     reporter = TrialReporter(metric, sink=lambda epoch, metrics: tracker.log_metrics(run_id, epoch, metrics))
     try:
         value, model = _train(cfg, reporter)
-        tracker.log_metrics(run_id, reporter.last_epoch, {f"final_{metric}": value})
+        test = _test_metrics(cfg, model) if test_split else {}
+        tracker.log_metrics(run_id, reporter.last_epoch, {f"final_{metric}": value, **test})
         tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         if checkpoint and model is not None:
             folder = Path(tempfile.mkdtemp(prefix="sweeps-checkpoint-"))
@@ -61,7 +66,7 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
         tracker.end_trial(run_id, "failed", {"sweeps.error": f"{type(err).__name__}: {err}"[:500]})
         raise
     tracker.end_trial(run_id, "complete", {})
-    return TrainRun(run_id, value, dict(reporter.history[-1]) if reporter.history else {})
+    return TrainRun(run_id, value, dict(reporter.history[-1]) if reporter.history else {}, test)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,16 @@ def seeds_for(cfg: DictConfig, count: int) -> list[int]:
     """The trial's own seed first, then the next ones."""
     first = int(cfg.train.seed)
     return [first + i for i in range(count)]
+
+
+def _test_metrics(cfg: DictConfig, model: Any) -> dict[str, float]:
+    """The objective module's ``evaluate_test(model, cfg.objective) -> dict`` on the trained model (its
+    held-out test split), or nothing when it offers none. Only production training calls it: a sweep
+    selects on validation metrics and never reads the test split (issue 13)."""
+    target = str(cfg.objective.target)
+    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    hook = getattr(importlib.import_module(module_name), "evaluate_test", None)
+    return {k: float(v) for k, v in hook(model, cfg.objective).items()} if callable(hook) and model is not None else {}
 
 
 def _train(cfg: DictConfig, reporter: TrialReporter) -> tuple[float, Any]:

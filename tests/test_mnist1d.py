@@ -126,7 +126,7 @@ def test_cnn_trains_well_above_chance_in_a_few_epochs(config):
     assert value == reporter.history[-1]["val_acc"] > 0.5
     assert reporter.history[-1]["val_loss"] < reporter.history[0]["val_loss"] < np.log(10)
     model = mnist1d.make_task(cfg.objective).build_model()
-    test = mnist1d.evaluate_test_split(model, cfg.objective)  # an untrained model: near chance on the test split
+    test = mnist1d.evaluate_test(model, cfg.objective)  # an untrained model: near chance on the test split
     assert set(test) == {"test_loss", "test_acc"} and test["test_acc"] < 0.3
 
 
@@ -151,5 +151,26 @@ def test_a_real_sweep_on_mnist1d_prunes_and_finds_a_good_trial(compose, tmp_path
     experiment = client.get_experiment_by_name("m1d")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 9 and all(run.info.status != "RUNNING" for run in runs)  # 8 trials + the parent
+    assert not [run for run in runs if {"test_acc", "test_loss"} & set(run.data.metrics)]  # a sweep never reads the test split
     best_run = next(r for r in runs if r.data.tags.get("sweeps.trial_number") == str(result.study.best_trial.number))
     assert len(client.get_metric_history(best_run.info.run_id, "val_acc")) == 9
+
+
+def test_production_run_reports_the_test_split_once_trained(tmp_path, cache_dir):
+    """``sweeps train`` on mnist1d: the objective's ``evaluate_test`` hook runs on the trained model,
+    its ``test_acc`` / ``test_loss`` land on the production run in MLflow and are printed. The test
+    split is drawn like the validation set, so a trained model scores alike on both."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import run_cli, store_overrides
+
+    done = run_cli("train", "objective=mnist1d", f"objective.cache_dir={cache_dir}", "objective.train_limit=1000", "train.device=cpu",
+                   "train.epochs=4", "train.lr=0.02", "sweep.study_name=m1d-prod", *store_overrides(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("m1d-prod").experiment_id])
+    metrics = run.data.metrics
+    assert 0.3 < metrics["test_acc"] <= 1.0 and 0.0 < metrics["test_loss"] < np.log(10)  # chance: 0.1 and ln 10
+    assert abs(metrics["test_acc"] - metrics["val_acc"]) < 0.1  # 1000 sequences each: the standard error is ~0.015
+    assert f"test_acc={metrics['test_acc']:.4f}" in done.stdout
+
