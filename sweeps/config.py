@@ -28,7 +28,7 @@ from sweeps.precision import check_precision
 from sweeps.redact import redact
 from sweeps.validation import check_settings, check_train, config_keys, did_you_mean
 
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
 

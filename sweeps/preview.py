@@ -272,6 +272,8 @@ def _sampler_words(cfg: DictConfig, budget: Budget) -> str:
         return f"tpe: {budget.random_trials} random startup trials, then TPE (multivariate={bool(cfg.sweep.tpe.multivariate)})"
     if sampler == "random":
         return "random"
+    if sampler == "gp":
+        return f"gp: {int(cfg.sweep.gp.n_startup_trials)} random startup trials, then a Gaussian process (Optuna's GPSampler)"
     return "grid: every combination once"
 
 

@@ -11,20 +11,17 @@ from __future__ import annotations
 import optuna
 import sqlalchemy
 from omegaconf import DictConfig
-from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.db_retry import ReconnectingStorage
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
 from sweeps.hyperband import pruning_epochs, report_epochs  # noqa: F401  (also imported from here)
+from sweeps.outcome import OUTCOME_ATTR, counts_toward_total  # noqa: F401  (also imported from here)
 from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.validation import check_sqlite_location
-
-OUTCOME_ATTR = "sweeps.outcome"  # user attr: complete | pruned | diverged | failed | interrupted
-COUNTED_FAILURES = ("failed",)
 
 
 def check_storage(url: str, create: bool = True) -> None:
@@ -101,7 +98,8 @@ def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSam
     (``sweeps.seeding``): workers and resumed runs never repeat a draw; one worker reproduces.
 
     TPE runs with ``constant_liar``: another worker's running trial counts as a poor result, so
-    parallel workers do not all sample next to the same promising point."""
+    parallel workers do not all sample next to the same promising point. ``gp`` is Optuna's
+    GPSampler (a Gaussian process with log-EI; running trials are its pending points)."""
     sweep = cfg.sweep
     seed = int(sweep.seed)
     if sweep.sampler == "tpe":
@@ -111,6 +109,13 @@ def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSam
         ))
     if sweep.sampler == "random":
         return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.RandomSampler(seed=trial_seed))
+    if sweep.sampler == "gp":
+        # GPSampler fits COMPLETE trials and treats RUNNING ones as pending points of a batch
+        # acquisition (optuna/samplers/_gp/sampler.py), so parallel workers need no liar; torch and
+        # scipy load on its first model fit, not here.
+        return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.GPSampler(
+            seed=trial_seed, n_startup_trials=int(sweep.gp.n_startup_trials), warn_independent_sampling=False,
+        ))
     grid = space.grid()
     return PerTrialSeededSampler(seed, lambda _seed: optuna.samplers.GridSampler(grid, seed=seed), reseed_grid)
 
@@ -148,12 +153,6 @@ def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
         pruner=make_pruner(cfg),
         load_if_exists=True,
     )
-
-
-def counts_toward_total(trial: FrozenTrial) -> bool:
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) in COUNTED_FAILURES
 
 
 def finished_count(study: optuna.Study) -> int:

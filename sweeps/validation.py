@@ -59,6 +59,7 @@ SETTINGS: dict[str, tuple[Check, str]] = {
     "sweep.seed": integer(0, 2**32 - 1),
     "sweep.tpe.n_startup_trials": integer(0),
     "sweep.tpe.multivariate": BOOLEAN,
+    "sweep.gp.n_startup_trials": integer(1),
     "sweep.median.n_startup_trials": integer(0),
     "sweep.median.n_warmup_steps": integer(0),
     "sweep.hyperband.min_resource": integer(1),

@@ -77,7 +77,7 @@ BAD_INPUT = [
     (["train.epochs=0"], "train.epochs=0: must be a positive integer"),
     (["train.epochs=-3"], "train.epochs=-3: must be a positive integer"),
     (["sweep.n_trials=0"], "sweep.n_trials=0: must be a positive integer"),
-    (["sweep.sampler=cmaes"], "sweep.sampler='cmaes': unknown value; allowed: tpe, random, grid"),
+    (["sweep.sampler=cmaes"], "sweep.sampler='cmaes': unknown value; allowed: tpe, gp, random, grid"),
     (["sweep.pruner=asha"], "sweep.pruner='asha': unknown value; allowed: hyperband, median, none"),
     (["sweep.direction=up"], "sweep.direction='up': unknown value; allowed: maximize, minimize"),
     (["train.lr=choice(1, 2)"], "train.lr='choice(1, 2)': sweep expressions belong under search.<param>"),
