@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sweeps.outcome import Outcome, counts_toward_total, outcome_counts, outcome_of
 from sweeps.space import SearchSpace
-from sweeps.study import OUTCOME_ATTR, counts_toward_total
 
 
 class SweepProgress:
@@ -45,7 +45,7 @@ class SweepProgress:
 
     def on_trial_end(self, study: optuna.Study, _trial: FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
-        outcomes = Counter(t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()) for t in trials if counts_toward_total(t))
+        outcomes = outcome_counts(t for t in trials if counts_toward_total(t))
         finished = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         best = (max if self.maximize else min)(finished) if finished else None
         summary = (
@@ -119,7 +119,7 @@ def rerun_command(verb: str, overrides: list[str], drop: tuple[str, ...], add: l
 
 
 def counts_line(study: optuna.Study) -> str:
-    states = Counter(t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()) for t in study.get_trials(deepcopy=False))
+    states = outcome_counts(study.get_trials(deepcopy=False))
     return " · ".join(f"{name} {count}" for name, count in sorted(states.items()))
 
 
@@ -155,7 +155,7 @@ def status_rows(study: optuna.Study, space: SearchSpace | None = None) -> list[d
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "outcome": trial.user_attrs.get(OUTCOME_ATTR, trial.state.name.lower()),
+                "outcome": outcome_of(trial).value,
                 "value": trial.value,
                 "epochs": trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0)),
                 "params": applied_params(trial, space),
@@ -171,9 +171,9 @@ def status_rows(study: optuna.Study, space: SearchSpace | None = None) -> list[d
 
 def status_table(study: optuna.Study, rows: list[dict], metric: str, total: int) -> Table:
     params = sorted({name for row in rows for name in row["params"]})
-    counts = Counter(row["state"] for row in rows)
+    counts = Counter(row["outcome"] for row in rows)
     finished = sum(1 for t in study.get_trials(deepcopy=False) if counts_toward_total(t))
-    caption = f"{finished}/{total} finished · " + " · ".join(f"{state.lower()} {n}" for state, n in sorted(counts.items()))
+    caption = f"{finished}/{total} finished · " + " · ".join(f"{outcome} {n}" for outcome, n in sorted(counts.items()))
     best = next((row for row in rows if row["best"]), None)
     if best:
         caption += f" · best trial {best['number']}: {metric}={best['value']:.4f}"
@@ -182,10 +182,9 @@ def status_table(study: optuna.Study, rows: list[dict], metric: str, total: int)
     for column in ("#", "state", metric, "epochs", *params, "diagnosis", *(["error"] if errors else [])):
         table.add_column(column, justify="left" if column in ("state", "diagnosis", "error") else "right")
     for row in rows:
-        state = row["outcome"] if row["outcome"] not in ("complete", "running") else row["state"]
         style = "bold green" if row["best"] else None
         table.add_row(
-            str(row["number"]), state.lower(), _format(row["value"]), str(row["epochs"]),
+            str(row["number"]), row["outcome"], _format(row["value"]), str(row["epochs"]),
             *[_format(row["params"].get(name, "")) for name in params], row["diagnosis"] or "",
             *([_short(row.get("error") or "")] if errors else []), style=style,
         )
@@ -196,7 +195,7 @@ def failure_lines(study: optuna.Study, limit: int = 5) -> list[str]:
     """Failed trials grouped by error, most frequent first: ``failed: trials 0, 3 (2): RuntimeError: ...``."""
     by_error: dict[str, list[int]] = {}
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed":
+        if outcome_of(trial) == Outcome.FAILED:
             by_error.setdefault(trial.user_attrs.get("error") or "(no error recorded)", []).append(trial.number)
     ranked = sorted(by_error.items(), key=lambda item: -len(item[1]))[:limit]
     return [f"failed: trial{'s' if len(n) > 1 else ''} {', '.join(map(str, n[:8]))}{' ...' if len(n) > 8 else ''} ({len(n)}): {_short(e, 160)}" for e, n in ranked]
@@ -222,14 +221,15 @@ def reproduce_table(results, original: dict[int, float], metric: str, robust) ->
 def studies_table(rows: list, storage: str) -> Table:
     """``sweeps studies``: one row per study, trials by outcome, best value."""
     table = Table(title=f"studies in {storage}")
-    for column in ("study", "metric", "finished", "complete", "pruned", "diverged", "failed", "running", "best", "best trial", "started"):
+    outcomes = [o.value for o in Outcome if o != Outcome.WAITING]  # complete ... lost, running
+    for column in ("study", "metric", "finished", *outcomes, "best", "best trial", "started"):
         table.add_column(column, justify="left" if column in ("study", "metric", "started") else "right")
     for row in rows:
         target = f"/{row.target}" if row.target else ""
         metric = f"{row.metric or '?'} ({'max' if row.direction == 'maximize' else 'min' if row.direction == 'minimize' else row.direction})"
         table.add_row(
             row.name, metric, f"{row.finished}{target}",
-            *(str(row.outcomes.get(name, 0)) for name in ("complete", "pruned", "diverged", "failed", "running")),
+            *(str(row.outcomes.get(name, 0)) for name in outcomes),
             _format(row.best_value) if row.best_value is not None else "–",
             str(row.best_trial) if row.best_trial is not None else "–",
             row.started.strftime("%Y-%m-%d %H:%M") if row.started else "–",

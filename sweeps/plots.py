@@ -38,21 +38,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.figures import new_figure, save_figure
-from sweeps.study import OUTCOME_ATTR
+from sweeps.outcome import Outcome, outcome_of
 
 if TYPE_CHECKING:
     import plotly.graph_objects
 
 FIGURES = ("optimization_history", "param_importances", "parallel_coordinates", "intermediate_values", "lr_vs_metric")
-# The outcome when the trial carries no ``sweeps.outcome`` attr; FAIL without one means its worker died
-# (``sweeps.worker.STATE_OUTCOME`` maps the finished states the same way).
-STATE_OUTCOME = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "lost",
-                 TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
-OUTCOME_STYLE = {  # colour, end-of-curve marker
-    "complete": ("tab:blue", "o"), "pruned": ("tab:orange", "x"), "diverged": ("tab:red", "X"),
-    "running": ("tab:green", ">"),
-}
-OTHER_STYLE = ("tab:gray", ".")  # failed, interrupted, lost, waiting
 
 
 class NothingToPlot(Exception):
@@ -101,10 +92,6 @@ def write_study_plots(study: optuna.Study, folder: str | Path, metric_name: str 
             result.skipped[name] = str(why)
     _write_html(study, trials, out, metric_name, lr_param, result)
     return result
-
-
-def outcome(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME.get(trial.state, trial.state.name.lower())))
 
 
 def curve(trial: FrozenTrial) -> tuple[list[int], list[float]]:
@@ -243,14 +230,13 @@ def intermediate_values_figure(trials: Sequence[FrozenTrial], metric_name: str) 
         raise NothingToPlot(f"no trial reported intermediate values (of {len(trials)})")
     fig = new_figure()
     ax = fig.add_subplot()
-    counts = Counter(outcome(t) for t, _, _ in curves)
-    for t, steps, values in sorted(curves, key=lambda c: outcome(c[0]) == "complete"):  # complete on top
-        colour, marker = OUTCOME_STYLE.get(outcome(t), OTHER_STYLE)
-        finished = outcome(t) == "complete"
-        ax.plot(steps, values, color=colour, alpha=0.85 if finished else 0.55, linewidth=1.4 if finished else 1.0,
-                marker=marker, markevery=[-1], markersize=5, gid=f"trial {t.number}")
-    handles = [Line2D([], [], color=OUTCOME_STYLE.get(o, OTHER_STYLE)[0], marker=OUTCOME_STYLE.get(o, OTHER_STYLE)[1],
-                      label=f"{o} ({n})") for o, n in sorted(counts.items())]
+    counts = Counter(outcome_of(t) for t, _, _ in curves)
+    for t, steps, values in sorted(curves, key=lambda c: outcome_of(c[0]) == Outcome.COMPLETE):  # complete on top
+        kind = outcome_of(t)
+        finished = kind == Outcome.COMPLETE
+        ax.plot(steps, values, color=kind.colour, alpha=0.85 if finished else 0.55, linewidth=1.4 if finished else 1.0,
+                marker=kind.marker, markevery=[-1], markersize=5, gid=f"trial {t.number}")
+    handles = [Line2D([], [], color=o.colour, marker=o.marker, label=f"{o} ({n})") for o, n in sorted(counts.items())]
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric_name)
@@ -264,8 +250,8 @@ def lr_points(trials: Sequence[FrozenTrial], lr_param: str = "lr") -> list[LrPoi
     """The (LR, value) of each complete, pruned or diverged trial; other outcomes carry no value."""
     points = []
     for t in trials:
-        kind = outcome(t)
-        if lr_param not in t.params or kind not in ("complete", "pruned", "diverged"):
+        kind = outcome_of(t)
+        if lr_param not in t.params or kind not in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED):
             continue
         try:
             lr = float(t.params[lr_param])
@@ -274,12 +260,12 @@ def lr_points(trials: Sequence[FrozenTrial], lr_param: str = "lr") -> list[LrPoi
         if not lr > 0:
             raise NothingToPlot(f"{lr_param}={lr!r} in trial {t.number}: a log axis needs {lr_param} > 0")
         value = None  # diverged: no value worth drawing, however far it got
-        if kind == "complete" and t.value is not None and math.isfinite(t.value):
+        if kind == Outcome.COMPLETE and t.value is not None and math.isfinite(t.value):
             value = t.value
-        elif kind == "pruned" and t.intermediate_values:
+        elif kind == Outcome.PRUNED and t.intermediate_values:
             value = (curve(t)[1] or [None])[-1]
-        if value is not None or kind == "diverged":
-            points.append(LrPoint(t.number, lr, value, kind))
+        if value is not None or kind == Outcome.DIVERGED:
+            points.append(LrPoint(t.number, lr, value, kind.value))
     if not points:
         raise NothingToPlot(f"no complete, pruned or diverged trial has a param {lr_param!r}")
     return points
@@ -292,13 +278,13 @@ def lr_figure(points: Sequence[LrPoint], direction: StudyDirection, metric_name:
     for kind, marker, label in (("complete", "o", "complete: final value"), ("pruned", "v", "pruned: last reported value")):
         group = [p for p in points if p.outcome == kind]
         if group:
-            colour = OUTCOME_STYLE[kind][0]
+            colour = Outcome(kind).colour
             face = colour if kind == "complete" else "none"
             ax.scatter([p.lr for p in group], [p.value for p in group], marker=marker, s=30, edgecolors=colour,
                        facecolors=face, label=f"{label} ({len(group)})")
     diverged = [p.lr for p in points if p.outcome == "diverged"]
     if diverged:  # no value to plot: a rug along the bottom, x in data units, y in axes units
-        ax.plot(diverged, [0.03] * len(diverged), linestyle="none", marker="X", color=OUTCOME_STYLE["diverged"][0],
+        ax.plot(diverged, [0.03] * len(diverged), linestyle="none", marker="X", color=Outcome.DIVERGED.colour,
                 transform=ax.get_xaxis_transform(), clip_on=False, label=f"diverged ({len(diverged)})")
     done = [p for p in points if p.outcome == "complete"]
     if done:
@@ -347,7 +333,7 @@ def _lr_plotly(points: Sequence[LrPoint], metric_name: str, lr_param: str) -> pl
     for kind, symbol in (("complete", "circle"), ("pruned", "triangle-down-open")):
         group = [p for p in points if p.outcome == kind]
         fig.add_scatter(x=[p.lr for p in group], y=[p.value for p in group], mode="markers", name=kind,
-                        marker={"symbol": symbol, "color": OUTCOME_STYLE[kind][0].removeprefix("tab:")},
+                        marker={"symbol": symbol, "color": Outcome(kind).colour.removeprefix("tab:")},
                         text=[f"trial {p.trial}" for p in group])
     diverged = [p for p in points if p.outcome == "diverged"]
     fig.add_scatter(x=[p.lr for p in diverged], y=[0.03] * len(diverged), yaxis="y2", mode="markers", name="diverged",

@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 from sweeps.errors import ConfigError
 from sweeps.redact import redact
 from sweeps.sqlite_tuning import tune_sqlite_connections
-from sweeps.study import OUTCOME_ATTR, check_storage, counts_toward_total
+from sweeps.outcome import counts_toward_total, outcome_counts
+from sweeps.study import check_storage
 from sweeps.study_config import stored_config
 
 
@@ -52,7 +53,7 @@ def list_studies(storage_url: str) -> list[StudyRow]:
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study_id = storage.get_study_id_from_name(summary.study_name)
         trials = storage.get_all_trials(study_id, deepcopy=False)
-        outcomes = Counter(_outcome(t) for t in trials)
+        outcomes = outcome_counts(trials)
         config = stored_config(storage, study_id) or {}
         sweep = config.get("sweep") or {}
         direction = summary.direction.name.lower() if summary.direction is not None else "multi"
@@ -122,9 +123,3 @@ def _experiment(tracking_uri: str, name: str) -> tuple[str | None, int]:
         if not token:
             return experiment.experiment_id, n_runs
 
-
-def _outcome(trial: optuna.trial.FrozenTrial) -> str:
-    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-        return trial.state.name.lower()
-    fallback = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(trial.state.name, trial.state.name.lower())
-    return str(trial.user_attrs.get(OUTCOME_ATTR, fallback))

@@ -11,20 +11,17 @@ from __future__ import annotations
 import optuna
 import sqlalchemy
 from omegaconf import DictConfig
-from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.db_retry import ReconnectingStorage
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
 from sweeps.hyperband import pruning_epochs, report_epochs  # noqa: F401  (also imported from here)
+from sweeps.outcome import OUTCOME_ATTR, counts_toward_total  # noqa: F401  (also imported from here)
 from sweeps.redact import redact  # noqa: F401  (also imported from here)
 from sweeps.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.space import SearchSpace
 from sweeps.sqlite_tuning import tune_sqlite_connections
 from sweeps.validation import check_sqlite_location
-
-OUTCOME_ATTR = "sweeps.outcome"  # user attr: complete | pruned | diverged | failed | interrupted
-COUNTED_FAILURES = ("failed",)
 
 
 def check_storage(url: str, create: bool = True) -> None:
@@ -156,12 +153,6 @@ def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
         pruner=make_pruner(cfg),
         load_if_exists=True,
     )
-
-
-def counts_toward_total(trial: FrozenTrial) -> bool:
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) in COUNTED_FAILURES
 
 
 def finished_count(study: optuna.Study) -> int:

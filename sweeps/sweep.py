@@ -26,6 +26,7 @@ from sweeps.diagnosis import Thresholds
 from sweeps.errors import ConfigError, SweepFailed
 from sweeps.init_lock import store_init_lock
 from sweeps.objective import Objective, load_objective
+from sweeps.outcome import Outcome, outcome_counts as count_outcomes
 from sweeps.lr_range import objective_task, record_range_test, run_range_test
 from sweeps.report import Report, publish_report
 from sweeps.rung_eval import check_rung_eval
@@ -33,13 +34,13 @@ from sweeps.seeding import grid_exhausted
 from sweeps.signals import StopFlag, shielded
 from sweeps.space import SearchSpace, apply_params, parse_search_space
 from sweeps.sqlite_tuning import tune_sqlite_connections
-from sweeps.study import OUTCOME_ATTR, check_storage, finished_count, open_study, redact
+from sweeps.study import check_storage, finished_count, open_study, redact
 from sweeps.study_config import TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_of_trial, remember, store_config, stored_config
 from sweeps.tracking import SweepTracker, best_trial_metrics, check_tracking, sweep_params
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
 from sweeps.validation import check_search_against_trainer
-from sweeps.worker import STATE_OUTCOME, FailureStreak, Reaper, TrialCallback, run_trials
+from sweeps.worker import FailureStreak, Reaper, TrialCallback, run_trials
 
 LR_FIND_ATTR = "lr_find"
 LOCAL_KEYS = ("storage", "tracking")
@@ -160,7 +161,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
     result = SweepResult(sweep.study, sweep.parent_run_id, ran, outcome_counts(sweep.study), aborted)
     metric = str(sweep.plan.cfg.sweep.metric)
     # every outcome, 0 included: a resumed sweep overwrites the counts of the last run (no stale n_waiting)
-    seen = {"complete", "pruned", "diverged", "failed", "interrupted", "lost", "waiting", "running", *result.counts}
+    seen = {*(o.value for o in Outcome), *result.counts}
     metrics = {f"n_{outcome}": float(result.counts.get(outcome, 0)) for outcome in sorted(seen)}
     tags = {"sweeps.status": status.lower()}
     best = result.best
@@ -284,10 +285,7 @@ def best_config(plan: SweepPlan, trial: FrozenTrial, study: optuna.Study | None 
 
 
 def outcome_counts(study: optuna.Study) -> Counter:
-    counts: Counter = Counter()
-    for trial in study.get_trials(deepcopy=False):
-        counts[trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME.get(trial.state.name, trial.state.name.lower()))] += 1
-    return counts
+    return count_outcomes(study.get_trials(deepcopy=False))
 
 
 def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker, parent_run_id: str) -> SweepPlan:

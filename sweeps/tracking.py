@@ -1,16 +1,9 @@
 """MLflow side of a sweep: one experiment per study, a parent run per sweep, a child run per trial.
 
 Everything goes through ``MlflowClient`` with explicit run ids (never the process-global fluent
-API), and every run is ended with an explicit status. The outcome mapping is the same everywhere:
-
-    Optuna COMPLETE            <-> MLflow FINISHED
-    Optuna PRUNED (or diverged) <-> MLflow FINISHED, tag sweeps.outcome=pruned|diverged
-    Optuna FAIL                <-> MLflow FAILED,  tag sweeps.error
-    interrupted / worker died  <-> MLflow KILLED / FAILED, tag sweeps.outcome=interrupted|lost
-
-A pruned or diverged trial is the search working as intended, not a broken run: the MLflow UI
-draws KILLED as a red cross, so those end FINISHED and the outcome tag tells them apart. KILLED is
-kept for trials a person or a signal stopped.
+API), and every run is ended with an explicit status: a trial's run with the one its outcome maps
+to (``sweeps.outcome``: complete, pruned and diverged end FINISHED and the ``sweeps.outcome`` tag
+tells them apart; failed and lost FAILED; interrupted KILLED).
 
 Metrics are written with ``log_batch``, one call per epoch: a single ``log_metric`` call costs a
 few milliseconds on an SQL store, more than an epoch of a small model.
@@ -30,19 +23,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.errors import ConfigError
+from sweeps.outcome import OUTCOME_ATTR, Outcome
 from sweeps.redact import redact  # every param, tag and text artifact: no password in the store
 from sweeps.sqlite_tuning import tune_sqlite_connections
 
 ROLE_TAG = "sweeps.role"
-OUTCOME_STATUS = {
-    "complete": "FINISHED",
-    "pruned": "FINISHED",
-    "diverged": "FINISHED",
-    "failed": "FAILED",
-    "interrupted": "KILLED",
-    "lost": "FAILED",
-}
-OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL", "interrupted": "FAIL", "lost": "FAIL"}
+OUTCOME_STATUS = {o.value: o.run_status for o in Outcome}  # sweeps.outcome name -> MLflow run status
 NOTE_TAG = "mlflow.note.content"  # the description the MLflow UI shows above the runs table
 KIND_TAG = "mlflow.experimentKind"  # model training, not GenAI: the UI's runs view, not its traces view
 EXPERIMENT_NOTE = (
@@ -279,18 +265,19 @@ class SweepTracker:
         return run_id
 
     def end_trial(
-        self, run_id: str, outcome: str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None, pending: Sequence[Metric] = ()
+        self, run_id: str, outcome: Outcome | str, tags: Mapping[str, str], metrics: Mapping[str, float] | None = None, pending: Sequence[Metric] = ()
     ) -> None:
         """Close a child run with the status its outcome maps to; never leaves it RUNNING.
 
         ``pending`` (a trial's buffered epoch metrics), the final ``metrics`` and the outcome tags go
         in one ``log_batch`` where they fit (each call is a commit), then the status.
         """
+        outcome = Outcome.parse(outcome)
         now = int(time.time() * 1000)
         final = [Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]
-        all_tags = [RunTag(k, redact(str(v))) for k, v in {"sweeps.outcome": outcome, "sweeps.state": OPTUNA_STATE[outcome], **tags}.items()]
+        all_tags = [RunTag(k, redact(str(v))) for k, v in {OUTCOME_ATTR: outcome.value, "sweeps.state": outcome.state.name, **tags}.items()]
         write_batches(self.client, run_id, [*pending, *final], all_tags)
-        self.client.set_terminated(run_id, status=OUTCOME_STATUS[outcome])
+        self.client.set_terminated(run_id, status=outcome.run_status)
 
     def log_metrics(self, run_id: str, step: int | None, metrics: Mapping[str, float]) -> None:
         if not metrics:

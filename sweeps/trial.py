@@ -17,10 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps.diagnosis import Curves, Thresholds, diagnose
 from sweeps.objective import Objective
+from sweeps.outcome import OUTCOME_ATTR, Outcome
 from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
-from sweeps.study import OUTCOME_ATTR, pruning_epochs, report_epochs
+from sweeps.study import pruning_epochs, report_epochs
 from sweeps.tracking import MetricBuffer, SweepTracker, flatten, loss_until_blow_up
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -62,7 +63,7 @@ class TrialRunner:
             value = float(self.objective(trial_cfg, reporter))
         except Pruned as stop:
             tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, trial_cfg)}
-            self._end(trial, run_id, "pruned", tags)
+            self._end(trial, run_id, Outcome.PRUNED, tags)
             raise optuna.TrialPruned(str(stop)) from None
         except Diverged as stop:
             epoch = stop.epoch if stop.epoch is not None else reporter.last_epoch
@@ -72,11 +73,11 @@ class TrialRunner:
             tags.update(self._diagnose(trial, reporter, trial_cfg, diverged_at_step=max(stop.step, 0)))
             if not self.log_steps:  # with log_steps they are logged already
                 self._log_blow_up(reporter)
-            self._end(trial, run_id, "diverged", tags)
+            self._end(trial, run_id, Outcome.DIVERGED, tags)
             raise optuna.TrialPruned(str(stop)) from None
         except MetricMissing as err:
             self.aborted = str(err).strip("'\"")
-            self._end(trial, run_id, "failed", {"sweeps.error": self.aborted})
+            self._end(trial, run_id, Outcome.FAILED, {"sweeps.error": self.aborted})
             trial.study.stop()
             raise
         except Interrupted as stop:
@@ -87,12 +88,12 @@ class TrialRunner:
             self._interrupted(trial, run_id, "interrupted")
             raise
         except Exception as err:
-            self._end(trial, run_id, "failed", {"sweeps.error": _one_line(err)}, traceback.format_exc())
+            self._end(trial, run_id, Outcome.FAILED, {"sweeps.error": _one_line(err)}, traceback.format_exc())
             raise
         if not math.isfinite(value):
-            self._end(trial, run_id, "diverged", {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
+            self._end(trial, run_id, Outcome.DIVERGED, {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
             raise optuna.TrialPruned(f"objective returned {value}")
-        self._end(trial, run_id, "complete", self._diagnose(trial, reporter, trial_cfg), metrics={f"final_{self.metric}": value})
+        self._end(trial, run_id, Outcome.COMPLETE, self._diagnose(trial, reporter, trial_cfg), metrics={f"final_{self.metric}": value})
         return value
 
     def _diagnose(self, trial: optuna.Trial, reporter: TrialReporter, trial_cfg: DictConfig, diverged_at_step: int | None = None) -> dict[str, str]:
@@ -112,7 +113,7 @@ class TrialRunner:
     def _interrupted(self, trial: optuna.Trial, run_id: str, reason: str) -> None:
         """Close the run as KILLED and re-queue the same params: the study loses no configuration."""
         trial.study.enqueue_trial(trial.params, user_attrs={"sweeps.retry_of": trial.number})
-        self._end(trial, run_id, "interrupted", {"sweeps.error": f"{reason}; re-queued"})
+        self._end(trial, run_id, Outcome.INTERRUPTED, {"sweeps.error": f"{reason}; re-queued"})
 
     def _should_prune(self, trial: optuna.Trial, epoch: int, value: float) -> bool:
         """Report to the study only where its pruner reads (each call is a storage round-trip)."""
@@ -138,9 +139,9 @@ class TrialRunner:
         return {**trial.params, **keep}
 
     def _end(
-        self, trial: optuna.Trial, run_id: str, outcome: str, tags: dict[str, str], error_text: str | None = None, metrics: dict[str, float] | None = None
+        self, trial: optuna.Trial, run_id: str, outcome: Outcome, tags: dict[str, str], error_text: str | None = None, metrics: dict[str, float] | None = None
     ) -> None:
-        trial.set_user_attr(OUTCOME_ATTR, outcome)
+        trial.set_user_attr(OUTCOME_ATTR, outcome.value)
         trial.set_user_attr("epochs", self.reporter.last_epoch)
         if "sweeps.error" in tags:
             trial.set_user_attr("error", tags["sweeps.error"])

@@ -14,15 +14,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.outcome import Outcome, counts_toward_total, outcome_of
 from sweeps.seeding import grid_exhausted
 from sweeps.signals import StopFlag
-from sweeps.study import OUTCOME_ATTR, counts_toward_total, fail_stale_trials
+from sweeps.study import fail_stale_trials
 from sweeps.tracking import SweepTracker
 from sweeps.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.trial_slots import TrialSlots
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-STATE_OUTCOME = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "lost"}
 
 
 class Reaper:
@@ -57,10 +57,11 @@ class FailureStreak:
         self.last_error: str | None = None
 
     def __call__(self, _study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME_ATTR) == "failed":
+        outcome = outcome_of(trial)
+        if outcome == Outcome.FAILED:
             self.count += 1
             self.last_error = trial.user_attrs.get("error")
-        elif trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        elif outcome in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED):
             self.count = 0
 
     @property
@@ -75,9 +76,8 @@ def ended_trial_runs(study: optuna.Study) -> Iterator[tuple[str, str, str]]:
     """``(run_id, outcome, reason)`` of every ended trial that has an MLflow run."""
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id and trial.state.name in STATE_OUTCOME:
-            outcome = trial.user_attrs.get(OUTCOME_ATTR, STATE_OUTCOME[trial.state.name])
-            yield run_id, outcome, f"trial {trial.number} ended {trial.state.name} without closing its run"
+        if run_id and trial.state.is_finished():
+            yield run_id, outcome_of(trial).value, f"trial {trial.number} ended {trial.state.name} without closing its run"
 
 
 def run_trials(
