@@ -438,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=float, default=100, help="budget in full 52-epoch runs' worth")
     parser.add_argument("--arms", nargs="*", help="arm names to run (default: all)")
-    parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="worker counts for the sweeps default and the --variant arms")
     parser.add_argument("--summary", action="store_true", help="all 34 tasks: random, the best stock arm and the default, summary table")
     parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
@@ -470,8 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_task(args.data, task, arms, seeds, args.budget, refs[task], workers=[1],
                           progress=lambda line: console.print(f"  {line}"), use_cache=not args.fresh)  # fmt: skip
         if any(w > 1 for w in args.workers):
-            default = [a for a in arms if a.name == "sweeps default"]
-            extra = run_task(args.data, task, [arms[0], *default], seeds, args.budget, refs[task], workers=[1, *[w for w in args.workers if w > 1]],
+            served = [a for a in arms if a.name == "sweeps default" or a in variants]  # the service's arms, with W workers too
+            extra = run_task(args.data, task, [arms[0], *served], seeds, args.budget, refs[task], workers=[1, *[w for w in args.workers if w > 1]],
                              progress=lambda line: console.print(f"  {line}"), use_cache=not args.fresh)  # fmt: skip
             for name, values in extra["arms"].items():
                 if "workers" in name:

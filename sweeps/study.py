@@ -103,21 +103,32 @@ def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSam
     sweep = cfg.sweep
     seed = int(sweep.seed)
     if sweep.sampler == "tpe":
-        return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.TPESampler(
+        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(cfg, optuna.samplers.TPESampler(
             seed=trial_seed, n_startup_trials=int(sweep.tpe.n_startup_trials), multivariate=bool(sweep.tpe.multivariate),
             constant_liar=True,
-        ))
+        )))
     if sweep.sampler == "random":
         return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.RandomSampler(seed=trial_seed))
     if sweep.sampler == "gp":
         # GPSampler fits COMPLETE trials and treats RUNNING ones as pending points of a batch
         # acquisition (optuna/samplers/_gp/sampler.py), so parallel workers need no liar; torch and
         # scipy load on its first model fit, not here.
-        return PerTrialSeededSampler(seed, lambda trial_seed: optuna.samplers.GPSampler(
+        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(cfg, optuna.samplers.GPSampler(
             seed=trial_seed, n_startup_trials=int(sweep.gp.n_startup_trials), warn_independent_sampling=False,
-        ))
+        )))
     grid = space.grid()
     return PerTrialSeededSampler(seed, lambda _seed: optuna.samplers.GridSampler(grid, seed=seed), reseed_grid)
+
+
+def _at_rung(cfg: DictConfig, sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """``sweep.rung_model.min_trials`` set, with Hyperband: the model is fitted at the highest rung
+    holding that many trials (BOHB, ``sweeps.rung_sampler``); null: on complete trials only."""
+    min_trials = cfg.sweep.get("rung_model", {}).get("min_trials")
+    if min_trials is None or cfg.sweep.pruner != "hyperband":
+        return sampler
+    from sweeps.rung_sampler import RungModelSampler
+
+    return RungModelSampler(sampler, pruning_epochs(cfg), int(cfg.train.epochs), int(min_trials))
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:

@@ -60,6 +60,7 @@ SETTINGS: dict[str, tuple[Check, str]] = {
     "sweep.tpe.n_startup_trials": integer(0),
     "sweep.tpe.multivariate": BOOLEAN,
     "sweep.gp.n_startup_trials": integer(1),
+    "sweep.rung_model.min_trials": or_value(integer(1), None),
     "sweep.median.n_startup_trials": integer(0),
     "sweep.median.n_warmup_steps": integer(0),
     "sweep.hyperband.min_resource": integer(1),
