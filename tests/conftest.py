@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,20 @@ def store_overrides(folder: Path) -> list[str]:
         f"tracking.uri=sqlite:///{folder}/mlflow.db",
         f"tracking.artifact_location={folder}/mlartifacts",
     ]
+
+
+def copy_stores(source: Path, target: Path) -> None:
+    """Copy the SQLite stores of a sweep run in ``source`` (see ``store_overrides``) into ``target``.
+
+    With SQLite's backup API, not a file copy: the stores are in WAL mode, and a plain copy of
+    ``optuna.db`` misses what is still in ``optuna.db-wal`` (migrations included). Run ids, trial
+    numbers and artifact locations stay as they were: artifacts are read from ``source``'s folder,
+    and new runs of the copy put theirs there too, each under its own run id."""
+    for name in ("optuna.db", "mlflow.db"):
+        with sqlite3.connect(source / name) as origin, sqlite3.connect(target / name) as copy:
+            origin.backup(copy)
+        origin.close()
+        copy.close()
 
 
 @pytest.fixture

@@ -8,21 +8,32 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeps.config import compose_config
 from sweeps.diagnosis import VERDICTS
 from sweeps.sweep import plan_sweep, run_sweep
-from tests.conftest import run_cli, store_overrides
+from tests.conftest import copy_stores, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration
 
 
+# LR far too wide at the top: AdamW on digits blows up above ~0.1
+WIDE = ["search=lr_only", "search.lr=tag(log, interval(1e-3, 30))", "sweep.sampler=random", "sweep.pruner=none",
+        "sweep.n_trials=10", "train.epochs=4", "tracking.log_steps=true", "sweep.study_name=wide"]
+
+
+@pytest.fixture(scope="module")
+def wide_template(tmp_path_factory: pytest.TempPathFactory):
+    """One real sweep for the whole module; each test gets its own copy of the stores."""
+    folder = tmp_path_factory.mktemp("wide")
+    return folder, run_sweep(plan_sweep(compose_config([*store_overrides(folder), *WIDE])))
+
+
 @pytest.fixture
-def wide_sweep(compose):
-    """LR far too wide at the top: AdamW on digits blows up above ~0.1."""
-    cfg = compose(
-        "search=lr_only", "search.lr=tag(log, interval(1e-3, 30))", "sweep.sampler=random", "sweep.pruner=none",
-        "sweep.n_trials=10", "train.epochs=4", "tracking.log_steps=true", "sweep.study_name=wide",
-    )
-    return cfg, run_sweep(plan_sweep(cfg))
+def wide_sweep(wide_template, tmp_path: Path):
+    """(cfg, result) of the wide sweep, its stores copied into tmp_path."""
+    folder, result = wide_template
+    copy_stores(folder, tmp_path)
+    return compose_config([*store_overrides(tmp_path), *WIDE]), result
 
 
 def test_every_trial_carries_its_verdict_in_both_stores(wide_sweep) -> None:

@@ -11,19 +11,31 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweeps.config import compose_config
 from sweeps.export import transfer_batch_size
 from sweeps.sweep import plan_sweep, run_sweep
-from tests.conftest import run_cli, store_overrides
+from tests.conftest import copy_stores, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration
 
 
+# sweep.seed=1: three of the six trials complete with distinct values (fANOVA needs two that differ)
+FINISHED = ["sweep.n_trials=6", "train.epochs=3", "sweep.study_name=res", "sweep.seed=1"]
+
+
+@pytest.fixture(scope="module")
+def finished_template(tmp_path_factory: pytest.TempPathFactory):
+    """One real sweep for the whole module; each test gets its own copy of the stores."""
+    folder = tmp_path_factory.mktemp("finished")
+    return folder, run_sweep(plan_sweep(compose_config([*store_overrides(folder), *FINISHED])))
+
+
 @pytest.fixture
-def finished_study(compose, tmp_path: Path):
-    # sweep.seed=1: three of the six trials complete with distinct values (fANOVA needs two that differ)
-    cfg = compose("sweep.n_trials=6", "train.epochs=3", "sweep.study_name=res", "sweep.seed=1")
-    result = run_sweep(plan_sweep(cfg))
-    return cfg, result
+def finished_study(finished_template, tmp_path: Path):
+    """(cfg, result) of the finished sweep, its stores copied into tmp_path: what a test adds stays its own."""
+    folder, result = finished_template
+    copy_stores(folder, tmp_path)
+    return compose_config([*store_overrides(tmp_path), *FINISHED]), result
 
 
 def test_status_lists_every_trial_and_the_best(finished_study, tmp_path: Path) -> None:

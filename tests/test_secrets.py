@@ -67,16 +67,18 @@ def role_with_password():
         admin.dispose()
 
 
-def _worker_command_lines(stop: threading.Event, seen: list[str]) -> None:
-    """Every ``sweeps worker`` command line on this machine while the sweep runs (what ps shows)."""
+def _worker_command_lines(folder: Path, stop: threading.Event, seen: list[str]) -> None:
+    """Every ``sweeps worker`` command line in ``folder`` while the sweep runs (what ps shows); the
+    folder tells this sweep's workers from those of tests running beside it."""
     while not stop.is_set():
         for pid in os.listdir("/proc"):
             if pid.isdigit():
                 try:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    cwd = os.readlink(f"/proc/{pid}/cwd")
                 except OSError:
                     continue
-                if "sweeps.cli" in cmdline and " worker" in cmdline:
+                if "sweeps.cli" in cmdline and " worker" in cmdline and Path(cwd) == folder.resolve():
                     seen.append(cmdline)
         stop.wait(0.2)
 
@@ -101,7 +103,7 @@ def test_no_password_anywhere_a_sweep_writes(tmp_path: Path, role_with_password)
     outputs = []
     seen: list[str] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=_worker_command_lines, args=(stop, seen), daemon=True)
+    watcher = threading.Thread(target=_worker_command_lines, args=(tmp_path, stop, seen), daemon=True)
     watcher.start()
     try:
         done = run_cli("run", *stores, *FAST, "sweep.study_name=leak", "sweep.n_trials=4", "sweep.workers=2", cwd=tmp_path, env=env)
