@@ -158,7 +158,7 @@ def _open_parent_run(args: Optional[list[str]], config_dir: Optional[str]):
     from sweeps.tracking import SweepTracker
 
     study, cfg = _open_study_config(args, config_dir)
-    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
     parent = tracker.find_parent()
     if parent is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
@@ -253,7 +253,7 @@ def train_command(
     check_tracking(str(cfg.tracking.uri))
     origin = cfg.get("provenance") or {}
     experiment = str(origin.get("study") or cfg.sweep.study_name)
-    tracker = SweepTracker(str(cfg.tracking.uri), experiment, cfg.tracking.get("artifact_location"))
+    tracker = SweepTracker.from_section(cfg.tracking, experiment)
     console = make_console()
     with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
         done = train_production(cfg, tracker, checkpoint, name=production_run_name(origin), test_split=True)
@@ -291,7 +291,7 @@ def reproduce(
     chosen = sorted(complete, key=lambda t: t.value, reverse=maximize)[:top]
     if not chosen:
         raise ConfigError("sweep.study_name", study.study_name, "has no completed trial yet")
-    tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
     parent = tracker.start_run("reproduce", {"sweeps.role": "reproduce", "sweeps.top": str(top), "sweeps.seeds": str(seeds)})
     results = []
     console = make_console()
@@ -482,7 +482,7 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     check_tracking(str(cfg.tracking.uri))
     with console.status(f"LR range test: {cfg.lr_find.lr_min:g} → {cfg.lr_find.lr_max:g} over {cfg.lr_find.steps} steps"):
         report = run_range_test(cfg)
-    tracker = SweepTracker(str(cfg.tracking.uri), str(cfg.sweep.study_name), cfg.tracking.get("artifact_location"))
+    tracker = SweepTracker.from_section(cfg.tracking, str(cfg.sweep.study_name))
     run_id, plot = record_range_test(tracker, report, plot_dir=Path.cwd())
     console.print(range_test_table(report))
     kept = f" ({plot.stem.rsplit('-', 1)[0]}.png exists: kept)" if plot.name != "lr_find.png" else ""

@@ -222,7 +222,7 @@ def _open_study(local_yaml: str) -> tuple[optuna.Study, DictConfig, SweepTracker
         raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
     cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
     study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(cfg))
-    tracker = SweepTracker(str(cfg.tracking.uri), name, cfg.tracking.get("artifact_location"))
+    tracker = SweepTracker.from_section(cfg.tracking, name)
     tracker.parent_run_id = tracker.find_parent()
     return study, cfg, tracker
 

@@ -97,9 +97,9 @@ def record_range_test(tracker: SweepTracker, report: RangeTestReport, parent_run
     tracker.log_metric_history(run_id, report.result.as_metrics())
     folder = plot_dir or Path(tempfile.mkdtemp(prefix="sweeps-lr-find-"))
     plot = plot_range_test(report.result, free_path(folder / "lr_find.png"))
-    tracker.client.log_artifact(run_id, str(plot))
+    tracker.log_artifact(run_id, plot)
     tracker.set_tags(run_id, {"sweeps.stop_reason": report.result.stop_reason})
-    tracker.client.set_terminated(run_id, "FINISHED")
+    tracker.end_run(run_id, "FINISHED")
     return run_id, plot
 
 

@@ -61,7 +61,7 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
         if checkpoint and model is not None:
             folder = Path(tempfile.mkdtemp(prefix="sweeps-checkpoint-"))
             torch.save(model.state_dict(), folder / "model.pt")
-            tracker.client.log_artifact(run_id, str(folder / "model.pt"), "checkpoint")
+            tracker.log_artifact(run_id, folder / "model.pt", "checkpoint")
     except BaseException as err:
         tracker.end_trial(run_id, "failed", {"sweeps.error": f"{type(err).__name__}: {err}"[:500]})
         raise

@@ -53,7 +53,7 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
     folder = Path(tempfile.mkdtemp(prefix="sweeps-report-"))
     plots = write_study_plots(study, folder, metric_name=str(cfg.sweep.metric))
     for path in plots.paths():
-        tracker.client.log_artifact(parent_run_id, str(path), PLOTS_FOLDER)
+        tracker.log_artifact(parent_run_id, path, PLOTS_FOLDER)
     if plots.skipped:
         tracker.log_text(parent_run_id, "\n".join(f"{name}: {why}" for name, why in plots.skipped.items()), f"{PLOTS_FOLDER}/skipped.txt")
     rows = diagnosis_rows(study, _still_falling(cfg))
@@ -61,7 +61,7 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
     if found is not None:
         tracker.log_text(parent_run_id, found.to_markdown(), f"{DIAGNOSIS_FOLDER}/report.md")
         figure = plot_sweep_diagnosis(rows, found, folder / "lr_diagnosis.png")
-        tracker.client.log_artifact(parent_run_id, str(figure), DIAGNOSIS_FOLDER)
+        tracker.log_artifact(parent_run_id, figure, DIAGNOSIS_FOLDER)
         tags = {f"sweeps.diagnosis.{verdict}": str(n) for verdict, n in found.counts.items() if n}
         if found.divergence_boundary:
             tags["sweeps.diagnosis.divergence_boundary"] = f"{found.divergence_boundary:.3g}"

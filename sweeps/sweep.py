@@ -112,7 +112,7 @@ def open_sweep(plan: SweepPlan) -> Sweep:
         version = remember(study, shareable_config(cfg), bool(cfg.sweep.get("allow_config_change", False)))
         if stored_total(study) != int(cfg.sweep.n_trials):
             set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
-        tracker = SweepTracker(str(cfg.tracking.uri), study.study_name, cfg.tracking.get("artifact_location"))
+        tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
     reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
     reaper(study)
     parent_run_id = tracker.open_parent(_parent_tags(cfg))
@@ -300,7 +300,7 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
         run_id, plot = record_range_test(tracker, report, parent_run_id)
         found = {**report.summary(), "run_id": run_id}
         study.set_user_attr(LR_FIND_ATTR, found)
-        tracker.client.log_artifact(parent_run_id, str(plot))
+        tracker.log_artifact(parent_run_id, plot)
         tracker.set_tags(parent_run_id, {f"sweeps.lr_find.{k}": (f"{v:.6g}" if isinstance(v, float) else v) for k, v in found.items()})
     space = plan.space.with_bounds("lr", float(found["search_low"]), float(found["search_high"]))
     return SweepPlan(plan.cfg, space, plan.objective)

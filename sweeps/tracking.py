@@ -199,6 +199,12 @@ class SweepTracker:
         self.experiment_id = self._experiment(study_name, artifact_location)
         self.parent_run_id: str | None = None
 
+    @classmethod
+    def from_section(cls, tracking: Mapping[str, Any], experiment: str) -> SweepTracker:
+        """The tracker of the config's ``tracking`` section (``uri``, optional ``artifact_location``)
+        for the experiment ``experiment`` (a study's name)."""
+        return cls(str(tracking["uri"]), experiment, tracking.get("artifact_location"))
+
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
@@ -246,7 +252,7 @@ class SweepTracker:
         assert self.parent_run_id is not None, "open_parent() first"
         self.log_metrics(self.parent_run_id, None, metrics)
         self.set_tags(self.parent_run_id, tags)
-        self.client.set_terminated(self.parent_run_id, status=status)
+        self.end_run(self.parent_run_id, status)
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
         """A run in the study's experiment, nested under ``parent_run_id`` when given."""
@@ -277,14 +283,28 @@ class SweepTracker:
         final = [Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()]
         all_tags = [RunTag(k, redact(str(v))) for k, v in {OUTCOME_ATTR: outcome.value, "sweeps.state": outcome.state.name, **tags}.items()]
         write_batches(self.client, run_id, [*pending, *final], all_tags)
-        self.client.set_terminated(run_id, status=outcome.run_status)
+        self.end_run(run_id, outcome.run_status)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """End any run with an explicit MLflow status (FINISHED, FAILED, KILLED); a trial's run ends
+        through ``end_trial``, which maps its outcome to the status."""
+        self.client.set_terminated(run_id, status=status)
+
+    def metric_buffer(self, run_id: str, flush_seconds: float = 5.0) -> MetricBuffer:
+        """A ``MetricBuffer`` writing to ``run_id`` through this tracker's client."""
+        return MetricBuffer(self.client, run_id, flush_seconds)
 
     def log_metrics(self, run_id: str, step: int | None, metrics: Mapping[str, float]) -> None:
-        if not metrics:
-            return
+        """Metrics of one step, NaN and inf dropped as ``MetricBuffer`` drops them, in batches of
+        MLflow's 1000-metric limit."""
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
-        self.client.log_batch(run_id, metrics=batch, synchronous=True)
+        batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items() if math.isfinite(float(value))]
+        if batch:
+            write_batches(self.client, run_id, batch)
+
+    def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        """Upload the file ``path`` to the run's artifacts, under ``folder`` when given."""
+        self.client.log_artifact(run_id, str(path), folder)
 
     def log_metric_history(self, run_id: str, history: Iterable[tuple[int, Mapping[str, float]]]) -> None:
         """Many steps at once, in batches of MLflow's 1000-metric limit."""

@@ -22,7 +22,7 @@ from sweeps.reporter import Diverged, Interrupted, MetricMissing, Pruned, Report
 from sweeps.signals import StopFlag
 from sweeps.space import SearchSpace, apply_params
 from sweeps.study import pruning_epochs, report_epochs
-from sweeps.tracking import MetricBuffer, SweepTracker, flatten, loss_until_blow_up
+from sweeps.tracking import SweepTracker, flatten, loss_until_blow_up
 
 RUN_ID_ATTR = "mlflow_run_id"
 
@@ -49,7 +49,7 @@ class TrialRunner:
         trial_cfg = apply_params(self.cfg, self.space.sample(trial))
         run_id = self.tracker.start_trial(trial.number, self._params(trial, trial_cfg), {"sweeps.metric": self.metric})
         trial.set_user_attr(RUN_ID_ATTR, run_id)
-        self.buffer = MetricBuffer(self.tracker.client, run_id, self.flush_seconds)
+        self.buffer = self.tracker.metric_buffer(run_id, self.flush_seconds)
         reporter = TrialReporter(
             metric=self.metric,
             should_prune=lambda epoch, value: self._should_prune(trial, epoch, value),
