@@ -14,7 +14,6 @@ from typing import Optional
 
 import click
 import typer
-from rich.console import Console
 
 from sweeps.console_width import make_console
 
@@ -41,8 +40,8 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     from sweeps.config import compose_config
 
     composed = compose_config(overrides or [], config_dir)  # bad input exits here, before the heavy imports
-    from sweeps.console import SweepProgress
-    from sweeps.launcher import check_shared_stores, resolve_workers
+    from sweeps.console import SweepProgress, print_results
+    from sweeps.launcher import check_shared_stores, resolve_workers, run_local_workers
     from sweeps.signals import graceful_stop
     from sweeps.sweep import plan_sweep, run_sweep
 
@@ -56,12 +55,12 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
     with graceful_stop() as stop:
         with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
             if workers > 1:
-                result = _run_local_workers(plan, workers, progress, stop, config_dir)
+                result = run_local_workers(plan, workers, stop.requested, progress.on_open, progress.show_existing, config_dir)
             else:
-                result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=lambda study: _opened(progress, study), stop=stop)
+                result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.on_open, stop=stop)
     if result.aborted:
         raise ConfigError("sweep.metric", cfg.sweep.metric, result.aborted)
-    _print_results(console, plan, result)
+    print_results(console, plan, result)
     if stop.requested():
         _stopped(stop)
 
@@ -153,18 +152,6 @@ def _open_study_config(args: Optional[list[str]], config_dir: Optional[str]):
     return optuna.load_study(study_name=str(cfg.sweep.study_name), storage=str(cfg.storage.url)), cfg
 
 
-def _open_parent_run(args: Optional[list[str]], config_dir: Optional[str]):
-    """The study, its config, its tracker and its parent run id (which must exist)."""
-    from sweeps.tracking import SweepTracker
-
-    study, cfg = _open_study_config(args, config_dir)
-    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
-    parent = tracker.find_parent()
-    if parent is None:
-        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
-    return study, cfg, tracker, parent
-
-
 @app.command(context_settings=EXTRA_ARGS)
 def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(False, "--json", help="Machine-readable output"), config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Trials of a study (also while it runs): state, value, params, epochs, diagnosis; counts; best."""
@@ -243,20 +230,15 @@ def train_command(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Production training: full epochs, no pruning, its own MLflow run linked to the source trial."""
-    from sweeps.config import compose_config, load_exported
+    from sweeps.config import training_config
 
-    local = compose_config([o for o in (overrides or []) if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))] if config else (overrides or []), config_dir)
-    cfg = load_exported(config, overrides or [], local) if config else local
-    from sweeps.production import train_production
-    from sweeps.tracking import SweepTracker, check_tracking, production_run_name
+    cfg = training_config(overrides or [], config, config_dir)  # bad input exits here, before torch loads
+    from sweeps.production import train_from_config
 
-    check_tracking(str(cfg.tracking.uri))
     origin = cfg.get("provenance") or {}
-    experiment = str(origin.get("study") or cfg.sweep.study_name)
-    tracker = SweepTracker.from_section(cfg.tracking, experiment)
     console = make_console()
     with console.status(f"training {cfg.objective.name} for {cfg.train.epochs} epochs"):
-        done = train_production(cfg, tracker, checkpoint, name=production_run_name(origin), test_split=True)
+        done, experiment = train_from_config(cfg, checkpoint)
     console.print(f"{cfg.sweep.metric}={done.value:.4f}  MLflow run {done.run_id} (experiment {experiment})")
     if done.test:  # the objective's held-out test split, read once here and never by a sweep
         console.print("test split: " + "  ".join(f"{k}={v:.4f}" for k, v in done.test.items()))
@@ -272,56 +254,33 @@ def reproduce(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Re-train the top configs on several seeds: mean ± std each, and the most robust one."""
-    from omegaconf import open_dict
     from rich.progress import Progress
 
     from sweeps.console import reproduce_table
-    from sweeps.export import trial_config
-    from sweeps.production import Reproduction, most_robust, seeds_for, train_production
-    from sweeps.study_config import config_of_trial
-    from sweeps.sweep import shareable_config
-    from sweeps.tracking import SweepTracker
 
     for flag, count in (("--top", top), ("--seeds", seeds)):
         if count < 1:
             raise ConfigError(flag, count, "must be a positive integer")
     study, cfg = _open_study_config(args, config_dir)
-    maximize = str(cfg.sweep.direction) == "maximize"
-    complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
-    chosen = sorted(complete, key=lambda t: t.value, reverse=maximize)[:top]
-    if not chosen:
-        raise ConfigError("sweep.study_name", study.study_name, "has no completed trial yet")
-    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
-    parent = tracker.start_run("reproduce", {"sweeps.role": "reproduce", "sweeps.top": str(top), "sweeps.seeds": str(seeds)})
-    results = []
+    from sweeps.reproduce import reproduce as retrain, top_trials
+
+    chosen = top_trials(study, str(cfg.sweep.direction), top)
     console = make_console()
     with Progress(console=console) as progress:
         task = progress.add_task("re-training", total=len(chosen) * seeds)
-        for trial in chosen:
-            trial_cfg = trial_config(config_of_trial(study, trial, shareable_config(cfg)), trial)
-            with open_dict(trial_cfg):
-                trial_cfg.provenance = {"study": study.study_name, "trial": trial.number, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
-            values = []
-            for seed in seeds_for(trial_cfg, seeds):
-                trial_cfg.train.seed = seed
-                values.append(train_production(trial_cfg, tracker, parent_run_id=parent, name=f"trial-{trial.number:04d}-seed-{seed}").value)
-                progress.advance(task)
-            results.append(Reproduction(trial.number, tuple(values)))
-    robust = most_robust(results, maximize)
-    metric = str(cfg.sweep.metric)
-    tracker.log_metrics(parent, None, {**{f"trial_{r.trial}_mean": r.mean for r in results}, **{f"trial_{r.trial}_std": r.std for r in results}})
-    tracker.end_trial(parent, "complete", {"sweeps.most_robust_trial": str(robust.trial)})
-    console.print(reproduce_table(results, {t.number: t.value for t in chosen}, metric, robust))
-    console.print(f"most robust: trial {robust.trial} ({metric} {robust.mean:.4f} ± {robust.std:.4f} over {seeds} seeds); MLflow run {parent}")
+        done = retrain(study, cfg, chosen, seeds, advance=lambda: progress.advance(task))
+    robust, metric = done.robust, str(cfg.sweep.metric)
+    console.print(reproduce_table(done.results, {t.number: t.value for t in chosen}, metric, robust))
+    console.print(f"most robust: trial {robust.trial} ({metric} {robust.mean:.4f} ± {robust.std:.4f} over {seeds} seeds); MLflow run {done.run_id}")
 
 
 @app.command(context_settings=EXTRA_ARGS)
 def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Redraw the study's plots on its parent MLflow run (also while it runs)."""
-    from sweeps.report import publish_report
+    study, cfg = _open_study_config(args, config_dir)
+    from sweeps.report import publish_study_report
 
-    study, cfg, tracker, parent = _open_parent_run(args, config_dir)
-    written = publish_report(study, tracker, parent, cfg)
+    written, parent = publish_study_report(study, cfg)
     plots = written.plots
     print(f"wrote {len(plots.paths())} files to run {parent} (plots/, diagnosis/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
 
@@ -331,10 +290,11 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
     """Where the LR is safe: verdict counts per LR range, divergence boundary, stable window, advice."""
     from rich.markdown import Markdown
 
-    from sweeps.report import publish_report
+    study, cfg = _open_study_config(args, config_dir)
+    from sweeps.report import publish_study_report
 
-    study, cfg, tracker, parent = _open_parent_run(args, config_dir)
-    found = publish_report(study, tracker, parent, cfg).diagnosis
+    written, parent = publish_study_report(study, cfg)
+    found = written.diagnosis
     if found is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no diagnosed trial with an lr parameter")
     make_console().print(Markdown(found.to_markdown()))
@@ -408,57 +368,6 @@ def ui(
     code = serve(uri, port, extra=extra, say=lambda line: print(line, flush=True))
     if code:
         raise typer.Exit(code)
-
-
-def _opened(progress, study) -> None:
-    """Once the sweep is open: what ``lr_find=auto`` measured and chose, then the trials so far."""
-    from sweeps.console import range_test_line
-
-    if found := study.user_attrs.get("lr_find"):
-        progress.progress.console.print(range_test_line(found), soft_wrap=True)
-    progress.show_existing(study)
-
-
-def _run_local_workers(plan, workers: int, progress, stop, config_dir: Optional[str]):
-    """Create/resume the sweep here, run ``workers`` worker processes on it, watch, close."""
-    from sweeps.launcher import LocalWorkers, assign_workers, gpu_ids, store_settings, store_urls_env
-    from sweeps.sweep import close_sweep, open_sweep, total_reached
-
-    cfg = plan.cfg
-    sweep = open_sweep(plan)
-    _opened(progress, sweep.study)
-    common = [*store_settings(cfg), f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
-    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir, env=store_urls_env(cfg))
-    codes = local.wait(lambda: progress.on_trial_end(sweep.study, None), stop.requested)
-    report = local.failure_report(codes)
-    if report:
-        print(report, file=sys.stderr)
-    return close_sweep(sweep, "FINISHED" if total_reached(sweep) else "KILLED")
-
-
-def _print_results(console: Console, plan, result) -> None:
-    from rich.markup import escape
-
-    from sweeps.console import best_config_yaml, counts_line, failure_lines, trials_table
-    from sweeps.redact import redact
-    from sweeps.sweep import best_config
-
-    cfg = plan.cfg
-    console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))
-    console.print(f"trials: {counts_line(result.study)}")
-    for line in failure_lines(result.study):
-        console.print(f"[red]{escape(line)}[/red]")
-    best = result.best
-    if best is None:
-        console.print("[yellow]no trial completed[/yellow]")
-        return
-    console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
-    console.print(best_config_yaml(best_config(plan, best)))
-    if result.report is not None and result.report.diagnosis is not None:
-        for line in result.report.diagnosis.recommendations:
-            console.print(f"[bold]advice:[/bold] {line}")
-    store = "" if str(cfg.tracking.uri) == "sqlite:///mlflow.db" else f" tracking.uri={redact(str(cfg.tracking.uri))}"
-    console.print(f"browse: sweeps ui{store}   (then open http://127.0.0.1:5000)")
 
 
 def _stopped(stop) -> None:

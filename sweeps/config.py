@@ -127,6 +127,15 @@ def load_exported(path: str | Path, overrides: Sequence[str], local: DictConfig)
     return cfg
 
 
+def training_config(overrides: Sequence[str], exported: str | Path | None, config_dir: str | Path | None = None) -> DictConfig:
+    """``sweeps train``'s config: composed from ``overrides``; with an exported file, that file with this
+    machine's stores (the ``storage*``/``tracking*`` overrides, composed) and the other overrides."""
+    if not exported:
+        return compose_config(overrides, config_dir)
+    stores = [o for o in overrides if o.split("=")[0].lstrip("+").startswith(("storage", "tracking"))]
+    return load_exported(exported, overrides, compose_config(stores, config_dir))
+
+
 _ABSENT = object()
 
 

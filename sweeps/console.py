@@ -58,6 +58,12 @@ class SweepProgress:
         """Count the trials a resumed study already holds."""
         self.on_trial_end(study, None)  # type: ignore[arg-type]
 
+    def on_open(self, study: optuna.Study) -> None:
+        """Once the sweep is open: what ``lr_find=auto`` measured and chose, then the trials so far."""
+        if found := study.user_attrs.get("lr_find"):
+            self.progress.console.print(range_test_line(found), soft_wrap=True)
+        self.show_existing(study)
+
 
 def applied_params(trial: FrozenTrial, space: SearchSpace | None) -> dict:
     """The values the trial trained with, by param name (a ``zero_prob`` draw below ``low`` is 0)."""
@@ -125,6 +131,30 @@ def counts_line(study: optuna.Study) -> str:
 
 def best_config_yaml(config) -> str:
     return OmegaConf.to_yaml(OmegaConf.masked_copy(config, ["train", "objective"]), resolve=True)
+
+
+def print_results(console: Console, plan, result) -> None:
+    """After ``sweeps run``: the top trials, the counts by outcome, the failures, the best trial's
+    config, the sweep's advice and how to browse the runs (``plan`` a ``SweepPlan``, ``result`` its ``SweepResult``)."""
+    from sweeps.redact import redact
+    from sweeps.sweep import best_config
+
+    cfg = plan.cfg
+    console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))
+    console.print(f"trials: {counts_line(result.study)}")
+    for line in failure_lines(result.study):
+        console.print(f"[red]{escape(line)}[/red]")
+    best = result.best
+    if best is None:
+        console.print("[yellow]no trial completed[/yellow]")
+        return
+    console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
+    console.print(best_config_yaml(best_config(plan, best)))
+    if result.report is not None and result.report.diagnosis is not None:
+        for line in result.report.diagnosis.recommendations:
+            console.print(f"[bold]advice:[/bold] {line}")
+    store = "" if str(cfg.tracking.uri) == "sqlite:///mlflow.db" else f" tracking.uri={redact(str(cfg.tracking.uri))}"
+    console.print(f"browse: sweeps ui{store}   (then open http://127.0.0.1:5000)")
 
 
 def _row(trial: FrozenTrial, param_names: list[str], space: SearchSpace) -> list[str]:

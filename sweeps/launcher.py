@@ -17,13 +17,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
 from sweeps.redact import redact
+
+if TYPE_CHECKING:  # the sweep stack loads only when local workers run
+    import optuna
+
+    from sweeps.sweep import SweepPlan, SweepResult
 
 POSTGRES_HINT = "storage=postgres with SWEEPS_STORAGE_URL=postgresql+psycopg://user:password@host:5432/optuna"
 SERVER_HINT = "run `mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1` and set tracking.uri=http://127.0.0.1:5000"
@@ -188,3 +193,25 @@ class LocalWorkers:
                 tail = (self.log_dir / f"worker-{index}.log").read_text().strip().splitlines()[-3:]
                 lines.append(redact(f"worker {index} exited {code}: " + " | ".join(tail)))
         return "\n".join(lines)
+
+
+def run_local_workers(
+    plan: SweepPlan, workers: int, stop_requested: Callable[[], bool], on_open: Callable[[optuna.Study], None],
+    on_progress: Callable[[optuna.Study], None], config_dir: str | None = None, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> SweepResult:
+    """``sweep.workers=N`` on one machine: create or resume the sweep of ``plan`` here,
+    run ``workers`` worker processes on it, call ``on_progress(study)`` while they run, close the
+    sweep (FINISHED at the total, else KILLED) and return its ``SweepResult``. ``on_open(study)``
+    once the study is open; ``say`` gets each failed worker's last lines."""
+    from sweeps.sweep import close_sweep, open_sweep, total_reached  # the sweep stack: after every check
+
+    cfg = plan.cfg
+    sweep = open_sweep(plan)
+    on_open(sweep.study)
+    common = [*store_settings(cfg), f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
+    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir, env=store_urls_env(cfg))
+    codes = local.wait(lambda: on_progress(sweep.study), stop_requested)
+    report = local.failure_report(codes)
+    if report:
+        say(report)
+    return close_sweep(sweep, "FINISHED" if total_reached(sweep) else "KILLED")

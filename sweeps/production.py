@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeps.objective import load_objective
 from sweeps.reporter import TrialReporter
-from sweeps.tracking import SweepTracker, flatten
+from sweeps.tracking import SweepTracker, check_tracking, flatten, production_run_name
 from sweeps.training import train
 
 TRAIN_ROLE = "train"
@@ -67,6 +67,16 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
         raise
     tracker.end_trial(run_id, "complete", {})
     return TrainRun(run_id, value, dict(reporter.history[-1]) if reporter.history else {}, test)
+
+
+def train_from_config(cfg: DictConfig, checkpoint: bool = False) -> tuple[TrainRun, str]:
+    """``sweeps train``: ``cfg`` trained in its source study's experiment (else ``sweep.study_name``'s),
+    the run named after the source trial, the test split evaluated; returns the run and the experiment."""
+    check_tracking(str(cfg.tracking.uri))
+    origin = cfg.get("provenance") or {}
+    experiment = str(origin.get("study") or cfg.sweep.study_name)
+    tracker = SweepTracker.from_section(cfg.tracking, experiment)
+    return train_production(cfg, tracker, checkpoint, name=production_run_name(origin), test_split=True), experiment
 
 
 @dataclass(frozen=True)

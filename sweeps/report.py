@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from sweeps.diagnosis import Thresholds
+from sweeps.errors import ConfigError
 from sweeps.plots import PlotSet, write_study_plots
 from sweeps.space import parse_search_space
 from sweeps.sweep_diagnosis import SweepDiagnosis, TrialRow, diagnose_sweep, plot_sweep_diagnosis
@@ -72,6 +73,16 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
         tracker.set_tags(parent_run_id, tags)
         _tag_rereads(study, tracker, found)
     return Report(plots, found)
+
+
+def publish_study_report(study: optuna.Study, cfg: DictConfig) -> tuple[Report, str]:
+    """``sweeps report`` / ``sweeps diagnose``: ``publish_report`` on the study's parent run, which
+    must exist in the tracking store of ``cfg``; returns the report and the parent run id."""
+    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
+    parent = tracker.find_parent()
+    if parent is None:
+        raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
+    return publish_report(study, tracker, parent, cfg), parent
 
 
 def _tag_rereads(study: optuna.Study, tracker: SweepTracker, found: SweepDiagnosis) -> None:
