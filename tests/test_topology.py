@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -19,20 +20,22 @@ from optuna.trial import TrialState
 
 from tests.conftest import POSTGRES_URL, REPO_ROOT, free_port, run_cli, wait_for_health
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("topology")]  # one worker starts the module's server once
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path, postgres_database: str):
-    """``mlflow server`` with one worker on its own PostgreSQL database, as in docker-compose.yml."""
-    backend = f"{postgres_database}_mlflow"
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow server`` with one worker on its own PostgreSQL database, as in docker-compose.yml; one
+    server for the module (its tests write to experiments of their own), started once."""
+    database = f"sweeps_test_mlflow_{uuid.uuid4().hex[:12]}"
+    backend = sqlalchemy.engine.make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
     admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    database = sqlalchemy.engine.make_url(backend).database
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
     port = free_port()
+    artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination", str(tmp_path / "artifacts"),
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
