@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,7 @@ def command_line() -> str:
 def print_header(title: str) -> str:
     cmd = command_line()
     console.print(f"[bold]{title}[/bold]")
-    console.print(f"$ {cmd}")
+    console.print(f"$ {escape(cmd)}")  # arguments like "[steepest/3, 3·steepest]" are not markup
     console.print(f"  {machine()['summary']}")
     return cmd
 

@@ -45,6 +45,22 @@ def test_config_composes_with_27_epochs_and_names_the_objective(config):
     assert compose_config([]).train.epochs == 9  # other objectives keep the default trainer
 
 
+def test_lr_find_window_on_mnist1d_is_centred_on_the_steepest_descent_lr(config):
+    """mnist1d's config sets the window ``lr_find=auto`` searches to [steepest/3, 3·steepest] (it beat
+    [steepest/10, min_loss] seed by seed in live sweeps: README, benchmarks/lr_window.py); the other
+    objectives keep the shipped window, and the command line still wins."""
+    from sweeps.lr_finder import Suggestion, search_bounds
+
+    window = config("lr_find=auto").lr_find
+    assert window.enabled and (window.high_from, window.low_div, window.high_div) == ("steepest", 3.0, 0.333)
+    low, high = search_bounds(Suggestion(0.03, 0.08, 1.0, True), float(window.low_div), float(window.high_div), str(window.high_from))
+    assert low == pytest.approx(0.01) and high == pytest.approx(0.09, rel=2e-3)
+    for other in ("digits_mlp", "tiny_transformer"):
+        shipped = compose_config([f"objective={other}", "lr_find=auto"]).lr_find
+        assert (shipped.high_from, shipped.low_div, shipped.high_div) == ("min_loss", 10.0, 1.0)
+    assert config("lr_find=auto", "lr_find.low_div=10").lr_find.low_div == 10
+
+
 def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path):
     first = mnist1d.generate(mnist1d.dataset_args(42))
     again = mnist1d.generate(mnist1d.dataset_args(42))
