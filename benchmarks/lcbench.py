@@ -33,7 +33,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -443,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference", type=int, default=20000, help="random reference configurations per task")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                         help="an extra arm: the service's factory with these overrides, e.g. rf2=sweep.hyperband.reduction_factor=2")
+    parser.add_argument("--max-seeds", action="append", default=[], metavar="ARM=N",
+                        help="run this arm on the first N seeds only (a costly sampler, a screened variant); the table shows its seed count")
     parser.add_argument("--fresh", action="store_true", help="ignore the cache of earlier runs (traces_cache)")
     parser.add_argument("--live", type=int, default=0, help="live sweeps (seeds) on the first task to compare with their replay")
     parser.add_argument("--live-trials", type=int, default=40)
@@ -463,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arms = [*stock_arms(), service_arm("sweeps default"), *variants]
     if args.arms:
         arms = [a for a in arms if a.name in args.arms]
+    limits = {spec.rsplit("=", 1)[0]: int(spec.rsplit("=", 1)[1]) for spec in args.max_seeds}
+    arms = [replace(a, max_seeds=limits[a.name]) if a.name in limits else a for a in arms]
     seeds = list(range(args.seeds))
     refs = references(args.data, tasks, args.reference)
     results = []
