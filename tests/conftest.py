@@ -17,6 +17,12 @@ from sweeps.config import compose_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The suite runs in parallel workers (pytest -n 2), each starting sweeps of its own: torch's default of
+# one thread per core in every process (this one and the commands tests start, which inherit it)
+# oversubscribes the cores, and OpenMP threads that wait for each other then crawl. The service's
+# trainer takes 1 thread anyway (train.threads); this covers objectives that do not set it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def store_overrides(folder: Path) -> list[str]:
     """Optuna storage, MLflow store and artifacts inside ``folder`` (SQLite, the embedded default)."""
