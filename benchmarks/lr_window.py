@@ -8,6 +8,8 @@ sees its own range test: the steepest-descent reading moves with it, and the win
 Arms (``ARMS``): the shipped window ``[steepest/10, min_loss]``; the candidate ``[steepest/3,
 3·steepest]`` (``high_from=steepest low_div=3 high_div=0.333``); random search over the default
 space without pruning (the baseline of issue 13). Both windows run TPE + Hyperband (the default).
+Each arm sets all three ``lr_find`` keys, so it runs the same window whatever an objective's config
+sets (``shipped`` is the general default; mnist1d's config has used the candidate since this run).
 
 Per sweep: epochs spent until a COMPLETE trial's final val_acc reaches each target (counted as in
 ``efficiency.py``: the range test's steps ÷ steps per epoch first, then every trial's epochs in
