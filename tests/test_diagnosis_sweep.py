@@ -13,7 +13,7 @@ from sweeps.diagnosis import VERDICTS
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import copy_stores, run_cli, store_overrides
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("diagnosis_sweep")]  # one worker runs the module's shared sweep once
 
 
 # LR far too wide at the top: AdamW on digits blows up above ~0.1

@@ -25,7 +25,7 @@ from sweeps.plots import (
 )
 from sweeps.study import OUTCOME_ATTR
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("plots")]  # one worker runs the module's shared sweep once
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 9

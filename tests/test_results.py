@@ -16,7 +16,7 @@ from sweeps.export import transfer_batch_size
 from sweeps.sweep import plan_sweep, run_sweep
 from tests.conftest import copy_stores, run_cli, store_overrides
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("results")]  # one worker runs the module's shared sweep once
 
 
 # sweep.seed=1: three of the six trials complete with distinct values (fANOVA needs two that differ)
