@@ -64,6 +64,7 @@ def test_workers_share_a_study_and_a_killed_worker_leaves_nothing_running(tmp_pa
     command = [sys.executable, "-m", "sweeps.cli", "worker", "storage=postgres", "tracking=server", *heartbeat]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=worker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     study = optuna.load_study(study_name="shared", storage=postgres_database)
+    killed = None
     try:
         # Each first trial holds its last epoch until released (``held``), its worker's pid in holding/:
         # the worker killed is one that holds a RUNNING trial, whichever worker got to a trial first.
@@ -79,7 +80,13 @@ def test_workers_share_a_study_and_a_killed_worker_leaves_nothing_running(tmp_pa
         assert running, [(t.number, t.state.name) for t in study.get_trials()]
         by_pid[victim].send_signal(signal.SIGKILL)  # dies mid-trial: its trial and run stay RUNNING for now
         by_pid[victim].wait(timeout=30)
+        killed = time.monotonic()
     finally:
+        # Release the survivors once the victim's heartbeat is older than the grace period (3 s): their
+        # reaper runs as their held trials end, so it fails and re-queues the dead trial before the other
+        # trials can fill the total without it (the database's clock, not one a test can inject).
+        while killed is not None and time.monotonic() - killed < 4.5:
+            time.sleep(0.1)
         (tmp_path / "release").touch()
     for worker in workers:
         if worker.pid == victim:
