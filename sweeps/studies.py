@@ -92,34 +92,17 @@ def plan_delete(storage_url: str, tracking_uri: str, name: str) -> DeletePlan:
     names = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in names:
         raise ConfigError("study", name, f"no such study in {redact(storage_url)}", ", ".join(sorted(names)) or "none")
-    experiment_id, n_runs = _experiment(tracking_uri, name)
+    from sweeps.tracking import find_experiment  # MLflow loads only once the study is known
+
+    experiment_id, n_runs = find_experiment(tracking_uri, name)
     return DeletePlan(name, storage_url, names[name].n_trials, tracking_uri, experiment_id, n_runs)
 
 
 def delete_study(plan: DeletePlan) -> None:
     """Delete the study from Optuna's storage and its experiment from MLflow (renamed, then deleted)."""
-    from mlflow.tracking import MlflowClient
+    from sweeps.tracking import retire_experiment
 
     if plan.experiment_id is not None:
-        client = MlflowClient(tracking_uri=plan.tracking_uri)
-        client.rename_experiment(plan.experiment_id, f"{plan.name}-deleted-{time.strftime('%Y%m%dT%H%M%S')}")
-        client.delete_experiment(plan.experiment_id)
+        retire_experiment(plan.tracking_uri, plan.experiment_id, f"{plan.name}-deleted-{time.strftime('%Y%m%dT%H%M%S')}")
     optuna.delete_study(study_name=plan.name, storage=plan.storage_url)
-
-
-def _experiment(tracking_uri: str, name: str) -> tuple[str | None, int]:
-    from mlflow.entities import ViewType
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None or experiment.lifecycle_stage == "deleted":
-        return None, 0
-    n_runs, token = 0, None
-    while True:
-        page = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
-        n_runs += len(page)
-        token = page.token
-        if not token:
-            return experiment.experiment_id, n_runs
 

@@ -188,6 +188,34 @@ def loss_until_blow_up(losses: Sequence[float], limit: int = MAX_METRICS_PER_BAT
     return thinned if thinned[-1] == finite[-1] else [*thinned, finite[-1]]
 
 
+def find_experiment(uri: str, name: str) -> tuple[str | None, int]:
+    """The live experiment ``name`` in the store at ``uri`` and its number of runs (deleted ones too);
+    ``(None, 0)`` when there is none. Creates nothing (``sweeps delete`` asks before it touches a store)."""
+    from mlflow.entities import ViewType
+
+    tune_sqlite_connections()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        return None, 0
+    n_runs, token = 0, None
+    while True:
+        page = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+        n_runs += len(page)
+        token = page.token
+        if not token:
+            return experiment.experiment_id, n_runs
+
+
+def retire_experiment(uri: str, experiment_id: str, new_name: str) -> None:
+    """Rename the experiment to ``new_name``, then delete it: its old name is free for a new study at
+    once, and MLflow keeps it restorable until ``mlflow gc``."""
+    tune_sqlite_connections()
+    client = MlflowClient(tracking_uri=uri)
+    client.rename_experiment(experiment_id, new_name)
+    client.delete_experiment(experiment_id)
+
+
 class SweepTracker:
     """The MLflow record of one study: experiment, parent run, child runs."""
 
