@@ -349,7 +349,7 @@ def ui(
 
     One server worker, no job runner, quiet; the server is ended with this command (Ctrl-C, SIGTERM).
     """
-    import shutil
+    import importlib.util
 
     from sweeps.config import compose_config
     from sweeps.ui import serve
@@ -359,13 +359,9 @@ def ui(
     if uri.startswith(("http://", "https://")):
         print(f"MLflow UI: {uri} (served by the tracking server)")
         return
-    extra = []
-    if dashboard:
-        if shutil.which("optuna-dashboard") is None:
-            raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install optuna-dashboard")
-        extra.append(["optuna-dashboard", str(cfg.storage.url), "--host", "127.0.0.1", "--port", str(port + 1)])
-        print(f"Optuna dashboard: http://127.0.0.1:{port + 1}")
-    code = serve(uri, port, extra=extra, say=lambda line: print(line, flush=True))
+    if dashboard and importlib.util.find_spec("optuna_dashboard") is None:
+        raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install 'sweeps[dashboard]' (optuna-dashboard)")
+    code = serve(uri, port, dashboard_storage=str(cfg.storage.url) if dashboard else None, say=lambda line: print(line, flush=True))
     if code:
         raise typer.Exit(code)
 

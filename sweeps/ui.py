@@ -42,6 +42,17 @@ def server_command(host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+DASHBOARD_STORAGE_ENV = "SWEEPS_DASHBOARD_STORAGE"
+
+
+def dashboard_command(host: str, port: int) -> list[str]:
+    """optuna-dashboard on the study storage, through its Python API: the storage URL comes from
+    ``SWEEPS_DASHBOARD_STORAGE`` (set by ``serve``), because its own command line takes the URL, password
+    and all, as an argument that every user of the machine can read in the process list."""
+    code = f"import os, optuna_dashboard; optuna_dashboard.run_server(os.environ[{DASHBOARD_STORAGE_ENV!r}], host={host!r}, port={port})"
+    return [sys.executable, "-c", code]
+
+
 class ProcessGroup:
     """A child process in its own session; ``stop()`` ends every process of its group."""
 
@@ -119,9 +130,9 @@ def wait_until_serving(url: str, alive: Callable[[], bool], seconds: float) -> b
     return False
 
 
-def serve(uri: str, port: int, host: str = "127.0.0.1", extra: Sequence[Sequence[str]] = (), start_timeout: float = 120.0,
+def serve(uri: str, port: int, host: str = "127.0.0.1", dashboard_storage: str | None = None, start_timeout: float = 120.0,
           say: Callable[[str], None] = print) -> int:
-    """Run the MLflow UI on ``uri`` (and ``extra`` commands, e.g. optuna-dashboard) until a signal.
+    """Run the MLflow UI on ``uri`` (and optuna-dashboard on ``dashboard_storage``, port + 1) until a signal.
 
     Returns the exit status to use: 0 after SIGINT/SIGTERM, the server's own status if it dies,
     1 if it never serves. Every child process group is ended before returning.
@@ -139,7 +150,9 @@ def serve(uri: str, port: int, host: str = "127.0.0.1", extra: Sequence[Sequence
         started = time.monotonic()
         server = ProcessGroup(server_command(host, port), log_dir / "mlflow.log", {**SERVER_ENV, "MLFLOW_BACKEND_STORE_URI": uri})
         groups.append(server)
-        groups.extend(ProcessGroup(command, log_dir / f"extra-{i}.log") for i, command in enumerate(extra))
+        if dashboard_storage is not None:
+            groups.append(ProcessGroup(dashboard_command(host, port + 1), log_dir / "optuna-dashboard.log", {DASHBOARD_STORAGE_ENV: dashboard_storage}))
+            say(f"Optuna dashboard: http://{host}:{port + 1}  (storage {redact(dashboard_storage)})")
         url = f"http://{host}:{port}"
         if not wait_until_serving(url, lambda: server.process.poll() is None, start_timeout):
             say(f"sweeps: error: the MLflow server did not start on {url}; its log ({server.log}):\n{server.log_tail()}")

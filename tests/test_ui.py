@@ -88,3 +88,49 @@ def test_ui_serves_quietly_under_1gb_and_leaves_no_process(tmp_path: Path, stop_
         if ui.poll() is None:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads command lines from /proc")
+def test_dashboard_reads_the_storage_url_from_its_environment_never_its_command_line(tmp_path: Path, postgres_database: str) -> None:
+    """optuna-dashboard's own CLI takes the storage URL as an argument: anyone on the machine could
+    read its password in the process list. ``sweeps ui --dashboard`` starts it with the URL in its
+    environment; the dashboard still serves the study storage."""
+    import uuid
+
+    import sqlalchemy
+
+    secret = f"pw{uuid.uuid4().hex}"  # the test server trusts local connections: any password logs in
+    storage = sqlalchemy.engine.make_url(postgres_database).set(password=secret).render_as_string(hide_password=False)
+    import optuna
+
+    optuna.create_study(storage=storage, study_name="s1")  # what a sweep leaves: the dashboard reads, never creates
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", "ui", "--port", str(port), "--dashboard", "storage=postgres", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SWEEPS_STORAGE_URL": storage},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        lines = [ui.stdout.readline(), ui.stdout.readline()]  # the dashboard's line, then the MLflow UI's once it serves
+        assert lines[0].startswith(f"Optuna dashboard: http://127.0.0.1:{port + 1}"), (lines, ui.stderr.read() if ui.poll() is not None else "")
+        assert lines[1].startswith(f"MLflow UI: http://127.0.0.1:{port}")
+        deadline, studies = time.monotonic() + 60, None
+        while studies is None and time.monotonic() < deadline:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port + 1}/api/studies", timeout=2)
+                studies = answer.json()["study_summaries"] if answer.ok else None
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert studies is not None, "optuna-dashboard did not serve the storage within 60 s"
+        assert [s["study_name"] for s in studies] == ["s1"]
+        pids = [ui.pid, *(member for child in children(ui.pid) for member in group_members(child))]
+        argv = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") for pid in pids]
+        assert any("optuna_dashboard" in line for line in argv), argv
+        assert not [line for line in argv if secret in line]
+        os.kill(ui.pid, signal.SIGTERM)
+        assert ui.wait(timeout=30) == 0
+        assert secret not in "".join(lines) + ui.stdout.read() + ui.stderr.read()
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
