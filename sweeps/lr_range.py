@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from sweeps.errors import ConfigError
 from sweeps.lr_finder import RangeTestResult, plot_range_test, range_test, search_bounds
-from sweeps.objective import import_from_workdir
+from sweeps.objective import objective_hook
 from sweeps.optimizers import build_optimizer
 from sweeps.tracking import SweepTracker
 from sweeps.training import Batch, Task, batches, cpu_threads, resolve_device
@@ -40,9 +40,8 @@ class RangeTestReport:
 def objective_task(cfg: DictConfig) -> Task:
     """The ``Task`` of the configured objective: its module must offer ``make_task(cfg.objective)``."""
     target = str(cfg.objective.target)
-    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
-    make_task = getattr(import_from_workdir(module_name), "make_task", None)
-    if not callable(make_task):
+    make_task = objective_hook(target, "make_task")
+    if make_task is None:
         raise ConfigError("objective.target", target, "the LR range test needs the objective's module to define make_task(cfg.objective) -> Task")
     return make_task(cfg.objective)
 

@@ -35,6 +35,14 @@ def import_from_workdir(module_name: str):
     return importlib.import_module(module_name)
 
 
+def objective_hook(target: str, name: str) -> Callable | None:
+    """The optional function ``name`` (``make_task``, ``evaluate_test``, ...) of the module that
+    ``objective.target`` (``package.module:function``) names, or None when it offers none."""
+    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    hook = getattr(import_from_workdir(module_name), name, None) if module_name else None
+    return hook if callable(hook) else None
+
+
 def load_objective(cfg: DictConfig) -> Objective:
     """Import ``cfg.objective.target``; check the study's metric is one the objective reports."""
     target = str(cfg.objective.get("target") or "")

@@ -10,7 +10,6 @@ study. Trials report ``step = epoch`` (1, 2, ..., ``train.epochs``), so a rung's
 
 from __future__ import annotations
 
-import importlib
 import math
 import statistics
 import time
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from sweeps.errors import ConfigError
 from sweeps.hyperband import Bracket, bracket_of_trial, expected_epochs_per_trial, hyperband_brackets  # noqa: F401  (also imported from here)
+from sweeps.objective import objective_hook
 from sweeps.reporter import TrialStopped
 from sweeps.service_cost import ServiceCost
 from sweeps.space import SearchParam, SearchSpace, parse_search_space
@@ -156,12 +156,11 @@ def measure_epoch_seconds(cfg: DictConfig, epochs: int = 2) -> float:
     from sweeps.training import train  # torch: imported only when measuring
 
     target = "???" if OmegaConf.is_missing(cfg.objective, "target") else str(cfg.objective.get("target") or "")
-    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
     try:
-        make_task = getattr(importlib.import_module(module_name), "make_task", None) if module_name else None
+        make_task = objective_hook(target, "make_task")
     except ImportError as err:
-        raise ConfigError("objective.target", target, f"cannot import {module_name} ({err})") from None
-    if not callable(make_task):
+        raise ConfigError("objective.target", target, f"cannot import {err.name or 'its module'} ({err})") from None
+    if make_task is None:
         raise ConfigError("objective.target", target, "timing an epoch needs the objective's module to define make_task(cfg.objective) -> Task")
     task = make_task(cfg.objective)  # loading data is not part of an epoch
     clock = _EpochClock(max(1, epochs))

@@ -8,7 +8,6 @@ kernels, same batch order), within cuDNN's non-determinism on a GPU.
 
 from __future__ import annotations
 
-import importlib
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps.objective import load_objective
+from sweeps.objective import load_objective, objective_hook
 from sweeps.reporter import TrialReporter
 from sweeps.tracking import SweepTracker, check_tracking, flatten, production_run_name
 from sweeps.training import train
@@ -109,19 +108,15 @@ def _test_metrics(cfg: DictConfig, model: Any) -> dict[str, float]:
     """The objective module's ``evaluate_test(model, cfg.objective) -> dict`` on the trained model (its
     held-out test split), or nothing when it offers none. Only production training calls it: a sweep
     selects on validation metrics and never reads the test split (issue 13)."""
-    target = str(cfg.objective.target)
-    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
-    hook = getattr(importlib.import_module(module_name), "evaluate_test", None)
-    return {k: float(v) for k, v in hook(model, cfg.objective).items()} if callable(hook) and model is not None else {}
+    hook = objective_hook(str(cfg.objective.target), "evaluate_test")
+    return {k: float(v) for k, v in hook(model, cfg.objective).items()} if hook is not None and model is not None else {}
 
 
 def _train(cfg: DictConfig, reporter: TrialReporter) -> tuple[float, Any]:
     """The objective's task through the shared trainer when it has one (to keep the model), else
     the objective function itself."""
-    target = str(cfg.objective.target)
-    module_name = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
-    make_task = getattr(importlib.import_module(module_name), "make_task", None)
-    if callable(make_task):
+    make_task = objective_hook(str(cfg.objective.target), "make_task")
+    if make_task is not None:
         result = train(make_task(cfg.objective), cfg.train, reporter)
         return float(result.metrics[str(cfg.sweep.metric)]), result.model
     return float(load_objective(cfg)(cfg, reporter)), None
