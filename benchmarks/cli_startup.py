@@ -3,7 +3,7 @@
 Each command runs as a fresh process (the installed console script), ``--runs`` times after one
 discarded warm-up run, in an empty scratch folder; the table gives the median and the spread, and the
 ratio to two baselines: a bare interpreter (``python -c pass``, the floor) and importing the sweep
-stack (``python -c "import sweeps.sweep"``: Optuna, MLflow, SQLAlchemy, torch — what a CLI that
+stack (``python -c "import sweeps.run.sweep"``: Optuna, MLflow, SQLAlchemy, torch — what a CLI that
 imported everything up front would pay before refusing a bad override). One more run per command
 with ``-X importtime`` names the heavy libraries it loaded. Target (issue 14): every command < 1 s.
 
@@ -43,7 +43,7 @@ COMMANDS = [
 ]
 BASELINES = [
     ("python -c pass", [sys.executable, "-c", "pass"]),
-    ("python -c 'import sweeps.sweep'", [sys.executable, "-c", "import sweeps.sweep"]),
+    ("python -c 'import sweeps.run.sweep'", [sys.executable, "-c", "import sweeps.run.sweep"]),
 ]
 
 
@@ -95,7 +95,7 @@ def main() -> None:
         rows.append((f"baseline: {label}", fmt(statistics.median(values)), f"{min(values):.3f}-{max(values):.3f}",
                      f"{statistics.median(values) / floor:.1f}x", f"{statistics.median(values) / stack:.2f}x", "", ""))
     table("seconds per command (fresh process)",  # prints itself
-          ["command", "median s", "range", "÷ bare python", "÷ import sweeps.sweep", "heavy imports", "< 1 s"], rows,
+          ["command", "median s", "range", "÷ bare python", "÷ import sweeps.run.sweep", "heavy imports", "< 1 s"], rows,
           caption=f"files left in the scratch folder: {left_behind or 'none'}")
     write_json("cli_startup", {
         "runs": runs, "target_s": TARGET_SECONDS, "commands": results,

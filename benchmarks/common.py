@@ -96,7 +96,7 @@ def scratch(prefix: str = "sweeps-bench-"):
 
 
 def compose(objective: str, *overrides: str, folder: Path | None = None):
-    from sweeps.config import compose_config
+    from sweeps.config.compose import compose_config
 
     stores = store_overrides(folder) if folder is not None else []
     return compose_config([f"objective={objective}", *stores, *overrides])
@@ -104,7 +104,7 @@ def compose(objective: str, *overrides: str, folder: Path | None = None):
 
 def steps_per_epoch(cfg, batch_size: int | None = None) -> int:
     """Optimizer steps in one epoch of the configured objective at ``batch_size`` (default: the config's)."""
-    from sweeps.lr_range import objective_task
+    from sweeps.lr.runner import objective_task
 
     n_train = len(objective_task(cfg).train_data[0])
     return math.ceil(n_train / int(batch_size or cfg.train.batch_size))
@@ -128,8 +128,8 @@ def train_config(cfg, space, raw: dict[str, Any], rung_epochs: Iterable[int] | N
     ``every_strategy``: record the ``cooldown`` and ``averaged`` rung values of the same run
     (``every_rung_strategy``) as ``rung`` / ``extra_steps``, in ``rung_eval.py``'s format.
     """
-    from sweeps.reporter import Diverged, recording_reporter
-    from sweeps.space import apply_params
+    from sweeps.train.reporter import Diverged, recording_reporter
+    from sweeps.search.space import apply_params
 
     trial_cfg = apply_params(cfg, space.applied(raw))
     objective = importlib.import_module(str(cfg.objective.target).partition(":")[0])
@@ -197,10 +197,10 @@ def every_rung_strategy(cooldown_frac: float = 0.2, ema_horizon: float = 0.2):
     Both leave the trial's own trajectory untouched (the cooldown branches a copy, the average is a
     separate module), so one run yields the raw curve and both strategies' rung values, where
     ``rung_eval.py`` trains once per strategy: half the recording cost. A benchmark device only: it
-    swaps ``sweeps.training.make_rung_evaluator`` for the duration of the block.
+    swaps ``sweeps.train.training.make_rung_evaluator`` for the duration of the block.
     """
-    import sweeps.training as training
-    from sweeps.rung_eval import make_rung_evaluator
+    import sweeps.train.training as training
+    from sweeps.train.rung_eval import make_rung_evaluator
 
     def both(train_cfg, model, optimizer, hooks, rung_epochs, epochs, steps_per_epoch):
         settings = dict(train_cfg)

@@ -9,8 +9,8 @@ the full epoch cap, and their per-epoch val_acc is saved to ``results/curves_<ob
 configs drawn from the default search space (scrambled Sobol via Optuna's QMCSampler, so K points
 cover the 4-D space evenly), the grid's LR points, and a few configs inside the ``lr_find=auto``
 window. Then every arm is *replayed* over many seeds: a real Optuna study with the arm's real
-sampler and pruner (``sweeps.study.make_sampler`` / ``make_pruner``, reports only at
-``sweeps.study.report_epochs`` like the live runner), whose objective samples the real search
+sampler and pruner (``sweeps.search.study.make_sampler`` / ``make_pruner``, reports only at
+``sweeps.search.study.report_epochs`` like the live runner), whose objective samples the real search
 space and looks up the NEAREST recorded config (parameters normalised to [0, 1] on their own scale:
 log for log params, Sobol-spaced index for ``choice``) and reports its recorded curve epoch by
 epoch. Nearest-neighbour rather than a categorical over recorded configs, so TPE and random keep
@@ -120,9 +120,9 @@ def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed
     ``lr_find=auto`` window. Objectives in ``EVERY_RUNG_STRATEGY`` also record the ``cooldown`` and
     ``averaged`` rung values of each run at the default pruner's rungs (``common.every_rung_strategy``),
     so ``rung_eval.py`` replays the same recording."""
-    from sweeps.lr_range import run_range_test
-    from sweeps.space import parse_search_space
-    from sweeps.study import pruning_epochs
+    from sweeps.lr.runner import run_range_test
+    from sweeps.search.space import parse_search_space
+    from sweeps.search.study import pruning_epochs
 
     cfg = compose(objective, f"train.epochs={epochs}")
     every_strategy = objective in EVERY_RUNG_STRATEGY
@@ -262,9 +262,9 @@ class TrialRecord:
 
 def replay(curves: Curves, arm_overrides: list[str], seed: int, stop_epochs: float, max_trials: int) -> tuple[list[TrialRecord], float]:
     """One replayed sweep; returns its trials in order and the range test's cost (0 without it)."""
-    from sweeps.lr_finder import Suggestion, search_bounds
-    from sweeps.space import parse_search_space
-    from sweeps.study import make_pruner, make_sampler, report_epochs
+    from sweeps.lr.finder import Suggestion, search_bounds
+    from sweeps.search.space import parse_search_space
+    from sweeps.search.study import make_pruner, make_sampler, report_epochs
 
     window = next((o.partition("=")[2] for o in arm_overrides if o.startswith("window=")), None)
     overrides = [o for o in arm_overrides if not o.startswith("window=")]
@@ -372,8 +372,8 @@ def replay_arms(curves: Curves, arms: dict[str, list[str]], seeds: list[int], bu
 def live_arm(curves: Curves, overrides: list[str], name: str, budgets: list[float], stop_target: float, stop_epochs: float, max_epochs: float) -> dict[str, Any]:
     """One real sweep (seed 0); stops after the trial that reaches ``stop_target`` once ``stop_epochs``
     are spent, or at ``max_epochs``."""
-    from sweeps.signals import StopFlag
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.signals import StopFlag
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     objective = curves.doc["objective"]
     records: list[TrialRecord] = []
@@ -584,7 +584,7 @@ def main() -> None:
             n_space, n_window = min(n_space, 12), min(n_window, 4)
         epochs = args.epochs or int(compose(objective).train.epochs)
         doc = load_or_record(objective, n_space, n_window, epochs, args.record)
-        from sweeps.space import parse_search_space
+        from sweeps.search.space import parse_search_space
 
         curves = Curves(doc, parse_search_space(compose(objective)))
         hardness = difficulty(curves)

@@ -39,8 +39,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sweeps.db_retry import ReconnectingStorage  # noqa: E402
-from sweeps.study import counts_toward_total  # noqa: E402
+from sweeps.search.db_retry import ReconnectingStorage  # noqa: E402
+from sweeps.search.study import counts_toward_total  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("SWEEPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -70,9 +70,9 @@ def bare_worker(args: argparse.Namespace) -> None:
     import importlib
     import random
 
-    from sweeps.config import compose_config
-    from sweeps.reporter import recording_reporter
-    from sweeps.training import train
+    from sweeps.config.compose import compose_config
+    from sweeps.train.reporter import recording_reporter
+    from sweeps.train.training import train
 
     cfg = compose_config(trial_overrides(args.objective, args.epochs, args.precision, tuple(args.extra)))
     module = importlib.import_module(str(cfg.objective.target).partition(":")[0])
@@ -249,7 +249,7 @@ def _mnist1d() -> list[str]:
     """``["mnist1d"]`` where that objective (the harder real-training one) and its package are installed."""
     import importlib.util
 
-    from sweeps.config import builtin_config_dir
+    from sweeps.config.compose import builtin_config_dir
 
     found = (builtin_config_dir() / "objective" / "mnist1d.yaml").exists() and importlib.util.find_spec("mnist1d") is not None
     return ["mnist1d"] if found else []
@@ -269,9 +269,9 @@ def checks_worker(args: argparse.Namespace) -> None:
     """Prints one JSON object: what ``args.check`` measured."""
     import importlib
 
-    from sweeps.config import compose_config
-    from sweeps.reporter import recording_reporter
-    from sweeps.training import train
+    from sweeps.config.compose import compose_config
+    from sweeps.train.reporter import recording_reporter
+    from sweeps.train.training import train
 
     def trial(*overrides: str) -> tuple[float, dict[str, float]]:
         cfg = compose_config([f"objective={args.objective}", f"train.epochs={args.epochs}", *overrides, *args.extra])

@@ -84,9 +84,9 @@ def stock_arms() -> list[Arm]:
 
 def service_arm(name: str, overrides: Sequence[str] = (), about: str = "the sweeps default (objective=lcbench)") -> Arm:
     """The service's own study factory on ``objective=lcbench`` plus ``overrides``."""
-    from sweeps.config import compose_config
-    from sweeps.space import parse_search_space
-    from sweeps.study import make_pruner, make_sampler, report_epochs
+    from sweeps.config.compose import compose_config
+    from sweeps.search.space import parse_search_space
+    from sweeps.search.study import make_pruner, make_sampler, report_epochs
 
     def make(seed: int):
         cfg = compose_config(["objective=lcbench", f"sweep.seed={seed}", *overrides])
@@ -236,9 +236,9 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
 def live_check(data: str, task: str, seeds: Sequence[int], n_trials: int) -> list[dict]:
     """Live ``sweeps run objective=lcbench`` sweeps (SQLite, MLflow) against their replay, trial by trial."""
     from objectives.lcbench import Surrogate
-    from sweeps.config import compose_config
-    from sweeps.space import parse_search_space
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.config.compose import compose_config
+    from sweeps.search.space import parse_search_space
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     from benchmarks.common import scratch, store_overrides
 
@@ -336,8 +336,8 @@ def run_task(data: str, task: str, arms: Sequence[Arm], seeds: Sequence[int], bu
     ignores it (after a change to the service's defaults, say).
     """
     from objectives.lcbench import Surrogate
-    from sweeps.config import compose_config
-    from sweeps.space import parse_search_space
+    from sweeps.config.compose import compose_config
+    from sweeps.search.space import parse_search_space
 
     surrogate = Surrogate(task, data)
     cfg = compose_config(["objective=lcbench", f"objective.data_dir={data}", f"objective.instance={task}"])

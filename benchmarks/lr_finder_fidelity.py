@@ -1,7 +1,7 @@
 """LR finder fidelity: how far the range test's suggestion lands from the LR a sweep finds best.
 
 Error = |log10(suggested LR ÷ best LR)| in decades (target ≤ 0.3). Suggestions, all read off one
-real range test (``sweeps.lr_range.run_range_test`` on the configured objective, default trainer,
+real range test (``sweeps.lr.runner.run_range_test`` on the configured objective, default trainer,
 ``train.seed`` = 0, 1, 2 for the spread): ``steepest`` (what ``lr_find=auto`` anchors its window on),
 ``min_loss / 10`` (fastai), the geometric centre of the ``lr_find=auto`` search window
 (``sqrt(steepest/10 · edge/2)``), and a few alternatives (``edge / 10``, ``edge / 30``,
@@ -48,7 +48,7 @@ SCAN_RANGE = {"digits_mlp": (-4.0, -0.5), "tiny_transformer": (-3.25, -1.0), "mn
 
 
 def range_tests(objective: str, seeds: list[int]) -> list[dict[str, Any]]:
-    from sweeps.lr_range import run_range_test
+    from sweeps.lr.runner import run_range_test
 
     out = []
     for seed in seeds:
@@ -63,7 +63,7 @@ def range_tests(objective: str, seeds: list[int]) -> list[dict[str, Any]]:
 
 def lr_scan(objective: str, step_decades: float, rerecord: bool) -> dict[str, Any]:
     """val_acc after the objective's train.epochs on a log-LR grid, other settings at defaults (cached)."""
-    from sweeps.space import parse_search_space
+    from sweeps.search.space import parse_search_space
 
     name = f"lr_scan_{objective}"
     cached = read_json(name)

@@ -59,7 +59,7 @@ def done_runs(path) -> list[dict[str, Any]]:
 def range_test_of(cfg) -> dict[str, Any]:
     """The range test the sweep will run (same config, same ``train.seed``: the same numbers), for
     its step count, which the study's record lacks."""
-    from sweeps.lr_range import run_range_test
+    from sweeps.lr.runner import run_range_test
 
     report = run_range_test(cfg)
     spe = steps_per_epoch(cfg)
@@ -73,8 +73,8 @@ def live_sweep(objective: str, arm: str, seed: int, n_trials: int, stop_at_targe
     best so far, not the budget's)."""
     import optuna
 
-    from sweeps.signals import StopFlag
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.signals import StopFlag
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     records: list[TrialRecord] = []
     stop = StopFlag()

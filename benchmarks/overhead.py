@@ -1,6 +1,6 @@
 """Tracking overhead: the same training loop bare, and through the service (Optuna + MLflow on SQLite).
 
-bare      ``make_task`` + ``sweeps.training.train(task, cfg.train, recording_reporter)``: the trainer alone.
+bare      ``make_task`` + ``sweeps.train.training.train(task, cfg.train, recording_reporter)``: the trainer alone.
 service   ``run_sweep`` on a fresh SQLite Optuna storage + SQLite MLflow store, every trial the same
           config (``search=lr_only search.lr='choice(<lr>)'``: one value, so TPE + Hyperband, the
           defaults, run as usual but never change the work; identical values are never pruned),
@@ -46,8 +46,8 @@ def fixed_config(objective: str, epochs: int, trials: int, *extra: str, folder=N
 
 def bare_run(objective: str, epochs: int, extra: tuple[str, ...] = ()) -> float:
     """Seconds for ``make_task`` + the shared trainer with a recording reporter (what the objective does)."""
-    from sweeps.reporter import recording_reporter
-    from sweeps.training import train
+    from sweeps.train.reporter import recording_reporter
+    from sweeps.train.training import train
 
     cfg = fixed_config(objective, epochs, 1, *extra)
     cfg.train.lr = LR
@@ -59,7 +59,7 @@ def bare_run(objective: str, epochs: int, extra: tuple[str, ...] = ()) -> float:
 
 def service_run(objective: str, epochs: int, trials: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One sweep of ``trials`` identical trials; per-trial wall times and the sweep's open/close costs."""
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     marks: list[float] = []
     states: list[str] = []
@@ -99,7 +99,7 @@ def paired(numerators: list[float], denominators: list[float]) -> dict[str, floa
 # Where the time goes: manual timers wrapped around the service's calls (cProfile inflates the
 # Python-heavy storage code several-fold; plain wall-clock timers do not).
 
-TRAINING = "training loop (sweeps.training.train)"
+TRAINING = "training loop (sweeps.train.training.train)"
 REPORTING = "reporter.report + record_steps (the per-epoch service work, inside the loop)"
 TIMED = [
     # (module, attribute path, label, depth). Depth 0 rows do not overlap each other (with "training,
@@ -107,20 +107,20 @@ TIMED = [
     # depth -1 rows cut across the others (every call, wherever it is made).
     ("optuna.study", "Study.ask", "optuna create trial (study.ask)", 0),
     ("optuna.trial", "Trial.suggest_categorical", "optuna sample params", 0),
-    ("sweeps.trial", "apply_params", "trial config (apply_params)", 0),
-    ("sweeps.tracking", "SweepTracker.start_trial", "MLflow start child run (+params, tags)", 0),
-    ("sweeps.reporter", "TrialReporter.report", REPORTING, 0),
+    ("sweeps.run.trial", "apply_params", "trial config (apply_params)", 0),
+    ("sweeps.track.tracker", "SweepTracker.start_trial", "MLflow start child run (+params, tags)", 0),
+    ("sweeps.train.reporter", "TrialReporter.report", REPORTING, 0),
     ("optuna.trial", "Trial.report", "optuna trial.report (at rungs)", 1),
     ("optuna.trial", "Trial.should_prune", "optuna trial.should_prune (at rungs)", 1),
-    ("sweeps.tracking", "MetricBuffer.add", "MLflow metric buffer add (incl. flushes it triggers)", 1),
-    ("sweeps.reporter", "TrialReporter.record_steps", REPORTING, 0),
-    ("sweeps.trial", "TrialRunner._diagnose", "diagnosis (classify curves, 2 user attrs)", 0),
-    ("sweeps.trial", "TrialRunner._end", "end the trial in both stores (user attrs, final flush, end run)", 0),
-    ("sweeps.tracking", "SweepTracker.end_trial", "MLflow end child run (+tags, final metric)", 1),
+    ("sweeps.track.tracker", "MetricBuffer.add", "MLflow metric buffer add (incl. flushes it triggers)", 1),
+    ("sweeps.train.reporter", "TrialReporter.record_steps", REPORTING, 0),
+    ("sweeps.run.trial", "TrialRunner._diagnose", "diagnosis (classify curves, 2 user attrs)", 0),
+    ("sweeps.run.trial", "TrialRunner._end", "end the trial in both stores (user attrs, final flush, end run)", 0),
+    ("sweeps.track.tracker", "SweepTracker.end_trial", "MLflow end child run (+tags, final metric)", 1),
     ("optuna.study._optimize", "_tell_with_warning", "optuna finish trial (tell)", 0),
     ("optuna.storages", "fail_stale_trials", "optuna fail_stale_trials (heartbeat check)", 0),
     ("optuna.trial", "Trial.set_user_attr", "all optuna trial.set_user_attr", -1),
-    ("sweeps.tracking", "MetricBuffer.flush", "all MLflow metric flushes", -1),
+    ("sweeps.track.tracker", "MetricBuffer.flush", "all MLflow metric flushes", -1),
     ("mlflow.tracking.client", "MlflowClient.log_batch", "all MLflow log_batch calls", -1),
 ]
 DEPTH = {label: depth for *_, label, depth in TIMED}
@@ -146,7 +146,7 @@ def instrument(watch: Stopwatch) -> list[Callable[[], None]]:
         wrapper = functools.wraps(original)(timed)
         setattr(owner, name, wrapper)
         undo.append(functools.partial(setattr, owner, name, original))
-    # objectives bind the trainer at import (``from sweeps.training import train as run_training``)
+    # objectives bind the trainer at import (``from sweeps.train.training import train as run_training``)
     for objective in ("objectives.digits_mlp", "objectives.tiny_transformer"):
         module = importlib.import_module(objective)
         original = module.run_training
@@ -309,7 +309,7 @@ def part_c(args) -> dict[str, Any]:
     reports 9 instant epochs (``common.instant_objective``) leaves only the service."""
     import statistics
 
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     n, chunk = args.c_trials, max(1, args.c_trials // 6)
     console.print(f"(c) per-trial service cost vs study size: one sweep of {n} trials, instant 9-epoch objective, TPE + Hyperband")

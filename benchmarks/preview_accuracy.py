@@ -24,9 +24,9 @@ RESULTS = Path(__file__).parent / "results" / "preview_accuracy.json"
 def predicted(overrides: list[str]) -> dict:
     code = (
         "import json, sys\n"
-        "from sweeps.config import compose_config\n"
-        "from sweeps.service_cost import measure_service_cost\n"
-        "from sweeps.preview import estimate_budget, measure_epoch_seconds\n"
+        "from sweeps.config.compose import compose_config\n"
+        "from sweeps.search.service_cost import measure_service_cost\n"
+        "from sweeps.search.preview import estimate_budget, measure_epoch_seconds\n"
         "cfg = compose_config(sys.argv[1:])\n"
         "service = measure_service_cost(cfg)\n"
         "budget = estimate_budget(cfg, measure_epoch_seconds(cfg), service)\n"

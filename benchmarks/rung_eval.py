@@ -13,7 +13,7 @@ Then, per Hyperband rung epoch:
     successive halving at that rung would drop (keep the top 1/reduction_factor by rung value), and
     how many of those were still in their linear warmup at that rung (warmup_frac · epochs > rung);
 and the sweep it buys: epochs until a COMPLETE trial reaches 99 % of the best final val_acc, for
-real Optuna samplers and pruners (``sweeps.study.make_sampler`` / ``make_pruner``) replaying the
+real Optuna samplers and pruners (``sweeps.search.study.make_sampler`` / ``make_pruner``) replaying the
 recorded curves (each trial samples the real space and takes the nearest recorded config, parameters
 normalised on their own scale), median over seeds, against random search without pruning. Cooldown
 steps are charged at every rung of ``rung_epochs_for`` (the union over brackets, what the trainer
@@ -116,8 +116,8 @@ def suite_cfg(suite: Suite, *overrides: str):
 
 
 def train_once(suite: Suite, raw: dict[str, Any], space, overrides: list[str], rung_epochs: frozenset[int]) -> dict[str, Any]:
-    from sweeps.reporter import Diverged, recording_reporter
-    from sweeps.space import apply_params
+    from sweeps.train.reporter import Diverged, recording_reporter
+    from sweeps.search.space import apply_params
 
     cfg = apply_params(suite_cfg(suite, *overrides), space.applied(raw))
     module = importlib.import_module(f"objectives.{suite.objective}")
@@ -142,7 +142,7 @@ def train_once(suite: Suite, raw: dict[str, Any], space, overrides: list[str], r
 
 
 def record_suite(suite: Suite, n_configs: int, seed: int = 0) -> dict[str, Any]:
-    from sweeps.space import parse_search_space
+    from sweeps.search.space import parse_search_space
 
     base = suite_cfg(suite)
     space = parse_search_space(base)
@@ -319,7 +319,7 @@ class Replay:
     """One suite's recorded configs as points of the normalised search space."""
 
     def __init__(self, suite: Suite, doc: dict[str, Any]) -> None:
-        from sweeps.space import parse_search_space
+        from sweeps.search.space import parse_search_space
 
         self.suite, self.doc, self.configs = suite, doc, doc["configs"]
         self.space = parse_search_space(suite_cfg(suite))
@@ -341,12 +341,12 @@ class Replay:
 
         Cooldown is charged at every rung of ``rung_epochs_for`` (what the trainer does when the
         reporter's ``rung_epochs`` is the union over brackets), or with ``per_bracket`` only at the
-        rungs of the trial's own Hyperband bracket (``sweeps.preview.bracket_of_trial``): the pruner
+        rungs of the trial's own Hyperband bracket (``sweeps.search.preview.bracket_of_trial``): the pruner
         reads nothing else, so only the cost changes.
         """
-        from sweeps.preview import bracket_of_trial, hyperband_brackets
-        from sweeps.rung_eval import rung_epochs_for
-        from sweeps.study import make_pruner, make_sampler
+        from sweeps.search.preview import bracket_of_trial, hyperband_brackets
+        from sweeps.train.rung_eval import rung_epochs_for
+        from sweeps.search.study import make_pruner, make_sampler
 
         cfg = self.config(sampler, pruner, hyperband).copy()
         cfg.sweep.seed = seed

@@ -28,7 +28,7 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "results" / "ui"
 STUDY = "ui-demo"
-ML_VIEW = "workflowType=machine_learning"  # sweeps.ui.ML_VIEW
+ML_VIEW = "workflowType=machine_learning"  # sweeps.track.ui.ML_VIEW
 # the trials alone, best first: MLflow keeps the filter and the order in the URL (not the columns)
 TRIALS_QUERY = "searchFilter=" + quote("tags.`sweeps.role` = 'trial'") + "&orderByKey=" + quote("metrics.`final_val_acc`") + "&orderByAsc=false"
 

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from sweeps.reporter import Reporter
-from sweeps.training import Task, train as run_training
+from sweeps.train.reporter import Reporter
+from sweeps.train.training import Task, train as run_training
 
 METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 

@@ -28,7 +28,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
-from sweeps.reporter import Reporter
+from sweeps.train.reporter import Reporter
 
 DATA_ENV = "SWEEPS_YAHPO_DATA"
 EPOCHS = 52

@@ -46,8 +46,8 @@ from torch import nn
 
 from objectives.digits_mlp import mlp
 from sweeps.errors import ConfigError
-from sweeps.reporter import Reporter
-from sweeps.training import Task, evaluate, train as run_training
+from sweeps.train.reporter import Reporter
+from sweeps.train.training import Task, evaluate, train as run_training
 
 METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 LENGTH, CLASSES = 40, 10
@@ -192,7 +192,7 @@ def make_task(objective: DictConfig) -> Task:
 
 def evaluate_test(model: nn.Module, objective: DictConfig) -> dict[str, float]:
     """``test_loss`` and ``test_acc`` of a trained model on the test split: the final evaluation hook
-    (``sweeps.production``), never called while a sweep selects configs."""
+    (``sweeps.results.production``), never called while a sweep selects configs."""
     split = split_of(objective)
     device = next(model.parameters()).device
     task = make_task(objective)

@@ -37,8 +37,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sweeps.errors import ConfigError
-from sweeps.reporter import Reporter
-from sweeps.training import Task, train as run_training
+from sweeps.train.reporter import Reporter
+from sweeps.train.training import Task, train as run_training
 
 METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 

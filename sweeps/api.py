@@ -10,7 +10,7 @@ sweep ``report`` does nothing, or logs to the MLflow run the script started itse
 runs unchanged in production.
 
 This module imports only the standard library at first: ``report`` costs nothing in production.
-``optimize`` and the plugin are thin layers over ``sweeps.foreign``.
+``optimize`` and the plugin are thin layers over ``sweeps.run.foreign``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.reporter import MetricMissing, TrialReporter
+from sweeps.train.reporter import MetricMissing, TrialReporter
 
 
 @dataclass
@@ -120,10 +120,10 @@ def optimize(
     """
     from omegaconf import OmegaConf
 
-    from sweeps.config import to_yaml
-    from sweeps.foreign import TrialAsker, close_foreign_sweep, open_foreign_sweep, run_trial, service_config
-    from sweeps.space import apply_params, parse_key_space
-    from sweeps.tracking import flatten
+    from sweeps.config.compose import to_yaml
+    from sweeps.run.foreign import TrialAsker, close_foreign_sweep, open_foreign_sweep, run_trial, service_config
+    from sweeps.search.space import apply_params, parse_key_space
+    from sweeps.track.tracker import flatten
 
     name = study_name or getattr(fn, "__name__", "optimize")
     settings = {"study_name": name, "n_trials": n_trials, "metric": metric, "direction": direction, "pruner": pruner, "sampler": sampler, "seed": seed}

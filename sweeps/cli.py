@@ -37,13 +37,13 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
 
     With sweep.workers=N, N local worker processes share the study (PostgreSQL and an MLflow server).
     """
-    from sweeps.config import compose_config
+    from sweeps.config.compose import compose_config
 
     composed = compose_config(overrides or [], config_dir)  # bad input exits here, before the heavy imports
     from sweeps.console import SweepProgress, print_results
-    from sweeps.launcher import check_shared_stores, resolve_workers, run_local_workers
-    from sweeps.signals import graceful_stop
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.launcher import check_shared_stores, resolve_workers, run_local_workers
+    from sweeps.run.signals import graceful_stop
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     console = make_console()
     plan = plan_sweep(composed)
@@ -72,16 +72,16 @@ def preview(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Before launching: the search space, sampler and pruner, Hyperband's brackets, the budget."""
-    from sweeps.config import compose_config
-    from sweeps.preview import configured_brackets, estimate_budget, measure_epoch_seconds, preview_tables
-    from sweeps.space import parse_search_space
+    from sweeps.config.compose import compose_config
+    from sweeps.search.preview import configured_brackets, estimate_budget, measure_epoch_seconds, preview_tables
+    from sweeps.search.space import parse_search_space
 
     console = make_console()
     cfg = compose_config(overrides or [], config_dir)
     space = parse_search_space(cfg)
     seconds = service = None
     if measure:
-        from sweeps.service_cost import measure_service_cost
+        from sweeps.search.service_cost import measure_service_cost
 
         with console.status("timing the service: start-up, a few instant trials, the report"):
             service = measure_service_cost(cfg)  # first: it times the imports a sweep pays
@@ -102,10 +102,10 @@ def worker(
     The study (sweep.study_name, SWEEPS_STUDY_NAME) on storage.url (SWEEPS_STORAGE_URL) holds the
     sweep's config; only this machine's settings (stores, train.device, train.threads) are overrides.
     """
-    from sweeps.config import compose_config
-    from sweeps.signals import graceful_stop
-    from sweeps.study import finished_count
-    from sweeps.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, stored_total, total_reached, work
+    from sweeps.config.compose import compose_config
+    from sweeps.run.signals import graceful_stop
+    from sweeps.search.study import finished_count
+    from sweeps.run.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, stored_total, total_reached, work
 
     local = compose_config(overrides or [], config_dir)
     plan = plan_sweep(config_from_study(local, overrides or []))
@@ -124,9 +124,9 @@ def worker(
 @app.command(context_settings=EXTRA_ARGS)
 def create(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Create the study and its MLflow parent run without running trials (then start workers)."""
-    from sweeps.config import compose_config
-    from sweeps.study import redact
-    from sweeps.sweep import open_sweep, plan_sweep
+    from sweeps.config.compose import compose_config
+    from sweeps.search.study import redact
+    from sweeps.run.sweep import open_sweep, plan_sweep
 
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     sweep = open_sweep(plan)
@@ -141,8 +141,8 @@ def _open_study_config(args: Optional[list[str]], config_dir: Optional[str]):
     """``[study] overrides...`` → (the study, its stored config with this machine's stores)."""
     import optuna
 
-    from sweeps.config import compose_config
-    from sweeps.sweep import config_from_study
+    from sweeps.config.compose import compose_config
+    from sweeps.run.sweep import config_from_study
 
     args = list(args or [])
     if args and "=" not in args[0]:
@@ -160,7 +160,7 @@ def status(args: Optional[list[str]] = STUDY_ARGS, as_json: bool = typer.Option(
     from sweeps.console import status_rows, status_table
 
     study, cfg = _open_study_config(args, config_dir)
-    from sweeps.space import parse_search_space
+    from sweeps.search.space import parse_search_space
 
     rows = status_rows(study, parse_search_space(cfg))
     if as_json:
@@ -178,7 +178,7 @@ def extend(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Set a study's total (sweep.n_trials); running workers take it up before their next trial."""
-    from sweeps.sweep import extend as extend_study
+    from sweeps.run.sweep import extend as extend_study
 
     study, _cfg = _open_study_config([study_name, *(overrides or [])], config_dir)
     previous = extend_study(study, n_trials)
@@ -197,9 +197,9 @@ def best(
     from omegaconf import OmegaConf
 
     from sweeps.errors import ConfigError as _ConfigError
-    from sweeps.export import export_config, provenance, transfer_batch_size, trial_config
-    from sweeps.study_config import config_of_trial
-    from sweeps.sweep import shareable_config
+    from sweeps.results.export import export_config, provenance, transfer_batch_size, trial_config
+    from sweeps.search.study_config import config_of_trial
+    from sweeps.run.sweep import shareable_config
 
     study, cfg = _open_study_config(args, config_dir)
     try:
@@ -230,10 +230,10 @@ def train_command(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Production training: full epochs, no pruning, its own MLflow run linked to the source trial."""
-    from sweeps.config import training_config
+    from sweeps.config.compose import training_config
 
     cfg = training_config(overrides or [], config, config_dir)  # bad input exits here, before torch loads
-    from sweeps.production import train_from_config
+    from sweeps.results.production import train_from_config
 
     origin = cfg.get("provenance") or {}
     console = make_console()
@@ -262,7 +262,7 @@ def reproduce(
         if count < 1:
             raise ConfigError(flag, count, "must be a positive integer")
     study, cfg = _open_study_config(args, config_dir)
-    from sweeps.reproduce import reproduce as retrain, top_trials
+    from sweeps.results.reproduce import reproduce as retrain, top_trials
 
     chosen = top_trials(study, str(cfg.sweep.direction), top)
     console = make_console()
@@ -278,7 +278,7 @@ def reproduce(
 def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Redraw the study's plots on its parent MLflow run (also while it runs)."""
     study, cfg = _open_study_config(args, config_dir)
-    from sweeps.report import publish_study_report
+    from sweeps.results.study_report import publish_study_report
 
     written, parent = publish_study_report(study, cfg)
     plots = written.plots
@@ -291,7 +291,7 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
     from rich.markdown import Markdown
 
     study, cfg = _open_study_config(args, config_dir)
-    from sweeps.report import publish_study_report
+    from sweeps.results.study_report import publish_study_report
 
     written, parent = publish_study_report(study, cfg)
     found = written.diagnosis
@@ -304,10 +304,10 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
 @app.command(context_settings=EXTRA_ARGS)
 def studies(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Every study in the storage (storage.url): trials by outcome, the best value, when it started."""
-    from sweeps.config import compose_config
+    from sweeps.config.compose import compose_config
     from sweeps.console import studies_table
-    from sweeps.redact import redact
-    from sweeps.studies import list_studies
+    from sweeps.track.redact import redact
+    from sweeps.search.studies import list_studies
 
     url = str(compose_config(overrides or [], config_dir).storage.url)
     rows = list_studies(url)
@@ -325,8 +325,8 @@ def delete(
     config_dir: Optional[str] = CONFIG_DIR,
 ) -> None:
     """Delete a study from both stores (its Optuna trials and its MLflow experiment), after asking."""
-    from sweeps.config import compose_config
-    from sweeps.studies import delete_study, plan_delete
+    from sweeps.config.compose import compose_config
+    from sweeps.search.studies import delete_study, plan_delete
 
     cfg = compose_config(overrides or [], config_dir)
     plan = plan_delete(str(cfg.storage.url), str(cfg.tracking.uri), study)
@@ -351,8 +351,8 @@ def ui(
     """
     import importlib.util
 
-    from sweeps.config import compose_config
-    from sweeps.ui import serve
+    from sweeps.config.compose import compose_config
+    from sweeps.track.ui import serve
 
     cfg = compose_config(overrides or [], config_dir)
     uri = str(cfg.tracking.uri)
@@ -376,10 +376,10 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     """LR range test on the configured objective: suggestions table, plot, MLflow run."""
     from pathlib import Path
 
-    from sweeps.config import compose_config
+    from sweeps.config.compose import compose_config
     from sweeps.console import range_test_table, rerun_command
-    from sweeps.lr_range import objective_task, record_range_test, run_range_test
-    from sweeps.tracking import SweepTracker, check_tracking
+    from sweeps.lr.runner import objective_task, record_range_test, run_range_test
+    from sweeps.track.tracker import SweepTracker, check_tracking
 
     console = make_console()
     cfg = compose_config(overrides or [], config_dir)

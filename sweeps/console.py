@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sweeps.outcome import Outcome, counts_toward_total, outcome_counts, outcome_of
-from sweeps.space import SearchSpace
+from sweeps.run.outcome import Outcome, counts_toward_total, outcome_counts, outcome_of
+from sweeps.search.space import SearchSpace
 
 
 class SweepProgress:
@@ -118,7 +118,7 @@ def rerun_command(verb: str, overrides: list[str], drop: tuple[str, ...], add: l
     shell-quoted; a password in a store URL shows as ``***``."""
     import shlex
 
-    from sweeps.redact import redact
+    from sweeps.track.redact import redact
 
     kept = [redact(o) for o in overrides if not o.lstrip("+~").split("=", 1)[0].startswith(drop)]
     return " ".join(["sweeps", verb, *(shlex.quote(o) for o in [*kept, *add])])
@@ -136,8 +136,8 @@ def best_config_yaml(config) -> str:
 def print_results(console: Console, plan, result) -> None:
     """After ``sweeps run``: the top trials, the counts by outcome, the failures, the best trial's
     config, the sweep's advice and how to browse the runs (``plan`` a ``SweepPlan``, ``result`` its ``SweepResult``)."""
-    from sweeps.redact import redact
-    from sweeps.sweep import best_config
+    from sweeps.track.redact import redact
+    from sweeps.run.sweep import best_config
 
     cfg = plan.cfg
     console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))

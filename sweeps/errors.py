@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeps.redact import redact
+from sweeps.track.redact import redact
 
 
 class ConfigError(ValueError):
@@ -31,7 +31,7 @@ class SweepFailed(RuntimeError):
 
 
 class StoreUnavailable(RuntimeError):
-    """A database stayed unreachable longer than the retry deadline (``sweeps.db_retry``): exit 1."""
+    """A database stayed unreachable longer than the retry deadline (``sweeps.search.db_retry``): exit 1."""
 
 
 def _cut(text: str, limit: int) -> str:

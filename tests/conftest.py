@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from sweeps.reporter import Reporter
+from sweeps.train.reporter import Reporter
 
 
 def missing_data(cfg: DictConfig, reporter: Reporter) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from sweeps.reporter import Reporter
+from sweeps.train.reporter import Reporter
 
 # The first trial's tensor, watched after its out-of-memory error: the next trial must find it freed.
 held: list[weakref.ref] = []

@@ -8,7 +8,7 @@ import time
 
 from omegaconf import DictConfig
 
-from sweeps.reporter import Reporter
+from sweeps.train.reporter import Reporter
 
 
 def quadratic(cfg: DictConfig, reporter: Reporter) -> float:

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from sweeps.api import current, optimize, report
 from sweeps.errors import ConfigError
-from sweeps.reporter import MetricMissing
+from sweeps.train.reporter import MetricMissing
 
 pytestmark = pytest.mark.integration
 

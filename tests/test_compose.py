@@ -327,7 +327,7 @@ def test_worker(raw: dict, services: dict, env: dict[str, str]) -> None:
     assert args[0] == "worker"
     # `sweeps worker` takes machine-local overrides only: the study fixes everything else
     try:
-        from sweeps.sweep import WORKER_LOCAL_OVERRIDES as allowed
+        from sweeps.run.sweep import WORKER_LOCAL_OVERRIDES as allowed
     except ImportError:
         allowed = ("storage.", "tracking.", "sweep.study_name", "train.device", "train.threads", "hydra.")
     overrides = [a for a in args[1:] if "=" in a and not a.startswith("-")]

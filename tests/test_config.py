@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import builtin_config_dir, compose_config
+from sweeps.config.compose import builtin_config_dir, compose_config
 from sweeps.errors import ConfigError
-from sweeps.space import parse_search_space
+from sweeps.search.space import parse_search_space
 
 pytestmark = pytest.mark.unit
 

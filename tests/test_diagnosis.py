@@ -22,12 +22,12 @@ from omegaconf import OmegaConf
 
 import objectives.digits_mlp as digits_mlp
 import objectives.tiny_transformer as tiny_transformer
-from sweeps.config import builtin_config_dir, compose_config
-from sweeps.diagnosis import VERDICTS, Curves, Diagnosis, Thresholds, diagnose, loss_exploded
+from sweeps.config.compose import builtin_config_dir, compose_config
+from sweeps.results.curve_diagnosis import VERDICTS, Curves, Diagnosis, Thresholds, diagnose, loss_exploded
 from sweeps.errors import ConfigError
-from sweeps.reporter import Diverged, recording_reporter
-from sweeps.sweep_diagnosis import diagnose_sweep, plot_sweep_diagnosis
-from sweeps.training import train
+from sweeps.train.reporter import Diverged, recording_reporter
+from sweeps.results.sweep_diagnosis import diagnose_sweep, plot_sweep_diagnosis
+from sweeps.train.training import train
 
 pytestmark = pytest.mark.unit
 
@@ -107,7 +107,7 @@ def test_loss_exploded_is_the_trainer_guard() -> None:
 
 
 def test_diagnosis_modules_import_neither_torch_nor_the_stores() -> None:
-    code = "import sys, sweeps.diagnosis, sweeps.sweep_diagnosis; print(sorted({'torch', 'optuna', 'mlflow', 'matplotlib'} & set(sys.modules)))"
+    code = "import sys, sweeps.results.curve_diagnosis, sweeps.results.sweep_diagnosis; print(sorted({'torch', 'optuna', 'mlflow', 'matplotlib'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
@@ -271,7 +271,7 @@ def recorded(name: str) -> Curves:
 
 
 def row(number: int, lr: float, name: str, value: float | None = None) -> tuple:
-    """A sweep row as ``sweeps.report.diagnosis_rows`` builds it from a trial's diagnosis."""
+    """A sweep row as ``sweeps.results.study_report.diagnosis_rows`` builds it from a trial's diagnosis."""
     found = diagnose(recorded(name))
     final = RECORDED[name]["epochs"][-1]["val_acc"] if value is None else value
     return (number, lr, final, found.verdict, found.evidence.get("near_chance", 0) >= 1, found.evidence.get("tail_drop", 0) >= Thresholds().still_falling)

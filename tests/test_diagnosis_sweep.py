@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.config import compose_config
-from sweeps.diagnosis import VERDICTS
-from sweeps.sweep import plan_sweep, run_sweep
+from sweeps.config.compose import compose_config
+from sweeps.results.curve_diagnosis import VERDICTS
+from sweeps.run.sweep import plan_sweep, run_sweep
 from tests.conftest import copy_stores, run_cli, store_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("diagnosis_sweep")]  # one worker runs the module's shared sweep once

@@ -1,5 +1,5 @@
 """Workers survive a database blip: every Optuna storage call and the trial-slot lock reconnect and
-retry with backoff (``sweeps.db_retry``), tested with ``pg_terminate_backend`` on a real PostgreSQL."""
+retry with backoff (``sweeps.search.db_retry``), tested with ``pg_terminate_backend`` on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeps.db_retry import is_connection_error, retrying
+from sweeps.search.db_retry import is_connection_error, retrying
 from sweeps.errors import StoreUnavailable
-from sweeps.study import finished_count
-from sweeps.sweep import plan_sweep, run_sweep
-from sweeps.trial_slots import TrialSlots
+from sweeps.search.study import finished_count
+from sweeps.run.sweep import plan_sweep, run_sweep
+from sweeps.run.trial_slots import TrialSlots
 
 pytestmark = pytest.mark.integration
 

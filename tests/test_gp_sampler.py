@@ -10,11 +10,11 @@ import sys
 import optuna
 import pytest
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.seeding import base_sampler
-from sweeps.space import parse_search_space
-from sweeps.study import open_study
+from sweeps.search.seeding import base_sampler
+from sweeps.search.space import parse_search_space
+from sweeps.search.study import open_study
 
 pytestmark = pytest.mark.integration
 
@@ -75,8 +75,8 @@ def test_bad_gp_settings_are_refused_with_the_key(tmp_path, override: str, messa
 
 def test_making_the_gp_sampler_loads_no_torch() -> None:
     code = (
-        "import sys; from sweeps.config import compose_config; from sweeps.space import parse_search_space; "
-        "from sweeps.study import make_sampler; cfg = compose_config(['sweep.sampler=gp']); "
+        "import sys; from sweeps.config.compose import compose_config; from sweeps.search.space import parse_search_space; "
+        "from sweeps.search.study import make_sampler; cfg = compose_config(['sweep.sampler=gp']); "
         "make_sampler(cfg, parse_search_space(cfg)); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -14,10 +14,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.launcher import LocalWorkers, assign_workers, resolve_workers, worker_count
-from sweeps.sweep import open_sweep, plan_sweep, run_sweep
+from sweeps.run.launcher import LocalWorkers, assign_workers, resolve_workers, worker_count
+from sweeps.run.sweep import open_sweep, plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeps.tracking import OUTCOME_STATUS
+from sweeps.track.tracker import OUTCOME_STATUS
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ def loaded_after(statement: str) -> set[str]:
     "statement, allowed",
     [
         ("import sweeps.cli", set()),
-        ("import sweeps.config", set()),
-        ("import sweeps.hyperband", set()),
+        ("import sweeps.config.compose", set()),
+        ("import sweeps.search.hyperband", set()),
         ("import objectives.digits_mlp", {"torch", "sklearn"}),  # its own data and the trainer; no sweep stack
     ],
 )

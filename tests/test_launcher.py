@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.launcher import assign_workers, check_shared_stores, gpu_ids
+from sweeps.run.launcher import assign_workers, check_shared_stores, gpu_ids
 
 pytestmark = pytest.mark.unit
 

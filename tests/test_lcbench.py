@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.errors import ConfigError
-from sweeps.reporter import recording_reporter
+from sweeps.train.reporter import recording_reporter
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def test_selecting_lcbench_brings_its_space_budget_and_rungs(compose) -> None:
     assert set(cfg.search) == {"lr", "batch_size", "momentum", "weight_decay", "num_layers", "max_units", "max_dropout"}
     assert cfg.sweep.hyperband.min_resource == 2  # epoch 1 is the untrained network
     assert compose("objective=lcbench", "search=default", f"objective.data_dir={DATA}").search.lr  # still overridable
-    from sweeps.space import parse_search_space
+    from sweeps.search.space import parse_search_space
 
     space = {p.name: (p.target, p.distribution) for p in parse_search_space(cfg).params}
     assert space["lr"][0] == "train.lr" and space["lr"][1].log and space["lr"][1].low == pytest.approx(1e-4)

@@ -55,8 +55,8 @@ def test_regret_is_one_before_any_complete_trial_and_falls_with_the_best() -> No
 def test_a_tiny_replay_spends_its_budget_with_real_samplers_and_pruners() -> None:
     from benchmarks.lcbench import EPOCHS, replay, service_arm, stock_arms
     from objectives.lcbench import Surrogate
-    from sweeps.config import compose_config
-    from sweeps.space import parse_search_space
+    from sweeps.config.compose import compose_config
+    from sweeps.search.space import parse_search_space
 
     cfg = compose_config(["objective=lcbench", f"objective.data_dir={DATA}"])
     space = parse_search_space(cfg)

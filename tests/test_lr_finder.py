@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sweeps.errors import ConfigError
-from sweeps.lr_finder import (
+from sweeps.lr.finder import (
     RangeTestResult,
     Suggestion,
     lr_ramp,

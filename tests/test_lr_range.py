@@ -8,9 +8,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.lr_range import record_range_test, run_range_test
-from sweeps.sweep import plan_sweep, run_sweep
-from sweeps.tracking import SweepTracker
+from sweeps.lr.runner import record_range_test, run_range_test
+from sweeps.run.sweep import plan_sweep, run_sweep
+from sweeps.track.tracker import SweepTracker
 from tests.conftest import run_cli, store_overrides
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ def test_schedule_search_samples_each_schedules_knobs_only_for_it(compose, tmp_p
 
 def test_search_bounds_rules() -> None:
     from sweeps.errors import ConfigError
-    from sweeps.lr_finder import Suggestion, search_bounds
+    from sweeps.lr.finder import Suggestion, search_bounds
 
     s = Suggestion(steepest=0.02, min_loss=0.2, edge=0.9, diverged=True)
     assert search_bounds(s) == pytest.approx((0.002, 0.2))

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from objectives import mnist1d
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.objective import load_objective
-from sweeps.reporter import recording_reporter
+from sweeps.train.objective import load_objective
+from sweeps.train.reporter import recording_reporter
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_lr_find_window_on_mnist1d_is_centred_on_the_steepest_descent_lr(config)
     """mnist1d's config sets the window ``lr_find=auto`` searches to [steepest/3, 3·steepest] (it beat
     [steepest/10, min_loss] seed by seed in live sweeps: README, benchmarks/lr_window.py); the other
     objectives keep the shipped window, and the command line still wins."""
-    from sweeps.lr_finder import Suggestion, search_bounds
+    from sweeps.lr.finder import Suggestion, search_bounds
 
     window = config("lr_find=auto").lr_find
     assert window.enabled and (window.high_from, window.low_div, window.high_div) == ("steepest", 3.0, 0.333)
@@ -153,7 +153,7 @@ def test_a_real_sweep_on_mnist1d_prunes_and_finds_a_good_trial(compose, tmp_path
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
-    from sweeps.sweep import plan_sweep, run_sweep
+    from sweeps.run.sweep import plan_sweep, run_sweep
 
     cfg = compose("objective=mnist1d", f"objective.cache_dir={cache_dir}", "objective.train_limit=1000", "train.device=cpu",
                   "train.epochs=9", "sweep.n_trials=8", "search.lr=tag(log, interval(3e-3, 0.1))", "sweep.study_name=m1d")

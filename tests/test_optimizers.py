@@ -10,8 +10,8 @@ from torch import nn
 from objectives.digits_mlp import mlp
 from objectives.tiny_transformer import TinyTransformer
 from sweeps.errors import ConfigError
-from sweeps.optimizers import build_optimizer, depth_units, param_groups
-from sweeps.schedules import apply_lr
+from sweeps.train.optimizers import build_optimizer, depth_units, param_groups
+from sweeps.train.schedules import apply_lr
 
 pytestmark = pytest.mark.unit
 
@@ -55,8 +55,8 @@ def test_schedule_free_variant_and_its_warmup() -> None:
 def test_schedule_free_evaluates_at_the_averaged_point(compose) -> None:
     """The trainer switches the optimizer to eval before evaluating: weights then differ from training's."""
     from objectives.digits_mlp import make_task
-    from sweeps.reporter import recording_reporter
-    from sweeps.training import train
+    from sweeps.train.reporter import recording_reporter
+    from sweeps.train.training import train
 
     cfg = compose("train.schedule=schedule_free", "train.epochs=2", "train.lr=3e-3")
     result = train(make_task(cfg.objective), cfg.train, recording_reporter("val_acc"))

@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from sweeps.plots import (
+from sweeps.results.plots import (
     FIGURES,
     PlotSet,
     history_figure,
@@ -23,7 +23,7 @@ from sweeps.plots import (
     parallel_coordinates_figure,
     write_study_plots,
 )
-from sweeps.study import OUTCOME_ATTR
+from sweeps.search.study import OUTCOME_ATTR
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("plots")]  # one worker runs the module's shared sweep once
 

@@ -14,12 +14,12 @@ import torch
 
 from objectives import tiny_transformer
 from objectives.digits_mlp import make_task
-from sweeps.accelerator import CUBLAS_WORKSPACE, prepare_device, to_device
-from sweeps.config import compose_config
+from sweeps.train.accelerator import CUBLAS_WORKSPACE, prepare_device, to_device
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.precision import MixedPrecision, check_precision
-from sweeps.reporter import recording_reporter
-from sweeps.training import evaluate, train
+from sweeps.train.precision import MixedPrecision, check_precision
+from sweeps.train.reporter import recording_reporter
+from sweeps.train.training import evaluate, train
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration

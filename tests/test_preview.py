@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 from rich.console import Console
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.preview import (
+from sweeps.search.preview import (
     bracket_of_trial,
     configured_brackets,
     describe_space,
@@ -23,9 +23,9 @@ from sweeps.preview import (
     measure_epoch_seconds,
     preview_tables,
 )
-from sweeps.service_cost import ServiceCost, measure_service_cost
-from sweeps.space import parse_search_space
-from sweeps.study import make_pruner
+from sweeps.search.service_cost import ServiceCost, measure_service_cost
+from sweeps.search.space import parse_search_space
+from sweeps.search.study import make_pruner
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sweeps.reporter import Diverged, MetricMissing, Pruned, TrialReporter
+from sweeps.train.reporter import Diverged, MetricMissing, Pruned, TrialReporter
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweeps.config import compose_config
-from sweeps.export import transfer_batch_size
-from sweeps.sweep import plan_sweep, run_sweep
+from sweeps.config.compose import compose_config
+from sweeps.results.export import transfer_batch_size
+from sweeps.run.sweep import plan_sweep, run_sweep
 from tests.conftest import copy_stores, run_cli, store_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("results")]  # one worker runs the module's shared sweep once

@@ -11,13 +11,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from objectives import digits_mlp, tiny_transformer
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.preview import hyperband_brackets
-from sweeps.reporter import TrialReporter, recording_reporter
-from sweeps.rung_eval import EmaEvaluator, cooldown_schedule, cooldown_steps, power_ema_weight, rung_epochs_for
-from sweeps.schedules import build_schedule
-from sweeps.training import train
+from sweeps.search.preview import hyperband_brackets
+from sweeps.train.reporter import TrialReporter, recording_reporter
+from sweeps.train.rung_eval import EmaEvaluator, cooldown_schedule, cooldown_steps, power_ema_weight, rung_epochs_for
+from sweeps.train.schedules import build_schedule
+from sweeps.train.training import train
 
 pytestmark = pytest.mark.unit
 
@@ -206,7 +206,7 @@ def test_no_rung_metric_is_ever_nan_on_a_healthy_run() -> None:
 
 
 def test_bad_rung_eval_stops_the_sweep_before_anything_is_written(compose, tmp_path) -> None:
-    from sweeps.sweep import plan_sweep
+    from sweeps.run.sweep import plan_sweep
 
     with pytest.raises(ConfigError, match="train.rung_eval='cool': unknown rung evaluation"):
         plan_sweep(compose("train.rung_eval=cool"))

@@ -1,4 +1,4 @@
-"""The BOHB view (``sweeps.rung_sampler``): the model learns at the highest rung holding enough trials."""
+"""The BOHB view (``sweeps.search.rung_sampler``): the model learns at the highest rung holding enough trials."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.rung_sampler import RungModelSampler, rung_view
-from sweeps.seeding import base_sampler
-from sweeps.space import parse_search_space
-from sweeps.study import make_sampler
+from sweeps.search.rung_sampler import RungModelSampler, rung_view
+from sweeps.search.seeding import base_sampler
+from sweeps.search.space import parse_search_space
+from sweeps.search.study import make_sampler
 
 RUNGS = (2, 6, 18)
 FINAL = 52

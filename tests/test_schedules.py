@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch.optim import lr_scheduler as sched
 
 from sweeps.errors import ConfigError
-from sweeps.schedules import (
+from sweeps.train.schedules import (
     SCHEDULES,
     apply_lr,
     build_schedule,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from sweeps.redact import redact, redact_values
+from sweeps.track.redact import redact, redact_values
 from tests.conftest import POSTGRES_URL, run_cli
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from sweeps.space import parse_search_space
-from sweeps.study import open_study
+from sweeps.search.space import parse_search_space
+from sweeps.search.study import open_study
 
 pytestmark = pytest.mark.integration
 

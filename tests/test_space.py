@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.space import apply_params, parse_search_space
+from sweeps.search.space import apply_params, parse_search_space
 
 pytestmark = pytest.mark.unit
 

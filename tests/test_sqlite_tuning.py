@@ -12,7 +12,7 @@ import pytest
 
 import sqlalchemy
 
-from sweeps.sweep import plan_sweep, run_sweep
+from sweeps.run.sweep import plan_sweep, run_sweep
 from tests.conftest import run_cli, store_overrides
 
 pytestmark = pytest.mark.integration

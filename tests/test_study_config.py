@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState, create_trial
 
 from sweeps.errors import ConfigError
-from sweeps.export import trial_config
-from sweeps.studies import list_studies
-from sweeps.study_config import CONFIG_ATTR, TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_changes, config_of_trial, stored_config
-from sweeps.sweep import open_sweep, plan_sweep, run_sweep, shareable_config, work
+from sweeps.results.export import trial_config
+from sweeps.search.studies import list_studies
+from sweeps.search.study_config import CONFIG_ATTR, TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_changes, config_of_trial, stored_config
+from sweeps.run.sweep import open_sweep, plan_sweep, run_sweep, shareable_config, work
 from tests.conftest import run_cli, store_overrides
 from tests.test_hydra_plugin import SPHERE_APP, SPHERE_CONFIG, run_app
 
@@ -155,7 +155,7 @@ def test_the_hydra_sweeper_keeps_the_config_in_system_attrs_and_resumes(tmp_path
     (row,) = [line for line in optuna_studies(url) if " sphere " in line]
     assert len(row) < 300, row
 
-    again = run_app(tmp_path, "-m", "hydra.sweeper.n_trials=6")  # its jobs read the stored config back (sweeps.foreign)
+    again = run_app(tmp_path, "-m", "hydra.sweeper.n_trials=6")  # its jobs read the stored config back (sweeps.run.foreign)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = optuna.load_study(study_name="sphere", storage=url).get_trials()
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweeps.sweep import plan_sweep, run_sweep
+from sweeps.run.sweep import plan_sweep, run_sweep
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ import torch
 from torch.nn import functional as F
 
 from objectives import tiny_transformer as tt
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
-from sweeps.objective import load_objective
-from sweeps.reporter import recording_reporter
-from sweeps.training import evaluate
+from sweeps.train.objective import load_objective
+from sweeps.train.reporter import recording_reporter
+from sweeps.train.training import evaluate
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from sweeps.tracking import SweepTracker
+from sweeps.track.tracker import SweepTracker
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -34,5 +34,7 @@ def test_metrics_artifacts_and_end_status_through_the_tracker(tmp_path: Path) ->
 
 
 def test_no_module_but_tracking_touches_the_mlflow_client() -> None:
-    outside = {path.name for path in SWEEPS.glob("*.py") if path.name != "tracking.py" and re.search(r"\.client\b", path.read_text())}
+    modules = {path.relative_to(SWEEPS).as_posix() for path in SWEEPS.rglob("*.py")}
+    assert "track/tracker.py" in modules and len(modules) > 40
+    outside = {name for name in modules if name != "track/tracker.py" and re.search(r"\.client\b|MlflowClient\(", (SWEEPS / name).read_text())}
     assert outside == set()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Metric
 
-from sweeps.tracking import MetricBuffer, SweepTracker, best_trial_metrics, loss_until_blow_up, production_run_name, sweep_params
+from sweeps.track.tracker import MetricBuffer, SweepTracker, best_trial_metrics, loss_until_blow_up, production_run_name, sweep_params
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from objectives.digits_mlp import load_split, make_task, train as digits_objective
-from sweeps.reporter import Diverged, recording_reporter
-from sweeps.training import train
+from sweeps.train.reporter import Diverged, recording_reporter
+from sweeps.train.training import train
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sweeps.trial_slots import TrialSlots, lock_key
+from sweeps.run.trial_slots import TrialSlots, lock_key
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def _workers_race(url: str, total: int, lock: bool, name: str = "race") -> int:
     count before either creates its trial; returns how many trials the study ends with."""
     import optuna
 
-    from sweeps.worker import run_trials
+    from sweeps.run.worker import run_trials
 
     optuna.create_study(study_name=name, storage=url)
 

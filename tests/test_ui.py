@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sweeps.tracking import SweepTracker
-from sweeps.ui import group_members, server_command
+from sweeps.track.tracker import SweepTracker
+from sweeps.track.ui import group_members, server_command
 from tests.conftest import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import compose_config
+from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
@@ -183,7 +183,7 @@ def test_train_config_refuses_typos_honours_plus_keys_and_checks_the_target(tmp_
     data.pop("storage"), data.pop("tracking")
     exported.write_text(OmegaConf.to_yaml(data))
     local = compose_config(store_overrides(tmp_path))
-    from sweeps.config import load_exported
+    from sweeps.config.compose import load_exported
 
     with pytest.raises(ConfigError, match=r"train.epoch='3': no such key in .*did you mean train.epochs\?"):
         load_exported(exported, ["train.epoch=3"], local)
@@ -210,7 +210,7 @@ def test_a_postgresql_role_without_grants_is_one_line(postgres_database: str) ->
 
     import sqlalchemy
 
-    from sweeps.study import check_storage
+    from sweeps.search.study import check_storage
 
     role = f"sweeps_nogrant_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(postgres_database, isolation_level="AUTOCOMMIT")

@@ -33,11 +33,11 @@ from optuna.trial import FrozenTrial
 from hydra_plugins.sweeps_sweeper._job import TrialJob
 from hydra_plugins.sweeps_sweeper._settings import WHERE, local_config
 from sweeps.errors import ConfigError
-from sweeps.export import provenance
-from sweeps.foreign import TrialAsker, close_foreign_sweep, fail_unfinished, open_foreign_sweep
-from sweeps.launcher import check_shared_stores
-from sweeps.reporter import MetricMissing
-from sweeps.space import parse_key_space
+from sweeps.results.export import provenance
+from sweeps.run.foreign import TrialAsker, close_foreign_sweep, fail_unfinished, open_foreign_sweep
+from sweeps.run.launcher import check_shared_stores
+from sweeps.train.reporter import MetricMissing
+from sweeps.search.space import parse_key_space
 
 log = logging.getLogger(__name__)
 OVERRIDES_ATTR = "sweeps.overrides"  # user attr: the job's overrides (fixed + sampled)

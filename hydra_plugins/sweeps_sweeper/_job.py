@@ -2,8 +2,8 @@
 
 Picklable (joblib and submitit ship it to other processes) and light to unpickle: the service is
 imported inside the job. The job finds its study from its own ``hydra.sweeper`` node, runs the task
-function with ``sweeps.report`` routed to its trial, and records the outcome in both stores
-(``sweeps.foreign.run_trial``): pruned is PRUNED and the job returns normally; a failure is FAIL and
+function with ``sweeps.results.study_report`` routed to its trial, and records the outcome in both stores
+(``sweeps.run.foreign.run_trial``): pruned is PRUNED and the job returns normally; a failure is FAIL and
 the job fails as Hydra reports it.
 """
 
@@ -23,8 +23,8 @@ class TrialJob:
         from hydra.core.hydra_config import HydraConfig
 
         from hydra_plugins.sweeps_sweeper._settings import local_config
-        from sweeps.foreign import run_trial
-        from sweeps.tracking import flatten
+        from sweeps.run.foreign import run_trial
+        from sweeps.track.tracker import flatten
 
         hydra = HydraConfig.get()
         local = local_config(hydra.sweeper, str(hydra.job.name), str(hydra.runtime.cwd))

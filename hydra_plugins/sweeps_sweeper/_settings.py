@@ -14,14 +14,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.errors import ConfigError
-from sweeps.foreign import service_config
+from sweeps.run.foreign import service_config
 
 WHERE = "hydra.sweeper."
 SAMPLERS = {"optuna.samplers.TPESampler": "tpe", "optuna.samplers.RandomSampler": "random", "optuna.samplers.GridSampler": "grid"}
 
 
 def local_config(settings: Mapping[str, Any], job_name: str, launch_dir: str) -> DictConfig:
-    """The service config (``sweeps.foreign.service_config``) for these sweeper settings."""
+    """The service config (``sweeps.run.foreign.service_config``) for these sweeper settings."""
     direction = settings.get("direction")
     if not isinstance(direction, str):
         raise ConfigError(f"{WHERE}direction", _plain(direction), "sweeps optimizes one objective", "minimize, maximize")

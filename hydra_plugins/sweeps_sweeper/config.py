@@ -4,7 +4,7 @@ The keys of hydra-optuna-sweeper keep their meaning, so migrating is changing
 ``override hydra/sweeper: optuna`` to ``sweeps``: ``params`` (Hydra's sweep grammar), ``direction``,
 ``study_name``, ``storage``, ``n_trials``, ``n_jobs``, ``sampler`` (``seed``, or another sampler via
 ``override hydra/sweeper/sampler: random``). Ours: ``search`` (mappings with ``zero_prob`` and
-``when``), ``metric`` (what ``sweeps.report`` reports for the pruner), ``pruner`` with ``epochs``,
+``when``), ``metric`` (what ``sweeps.results.study_report`` reports for the pruner), ``pruner`` with ``epochs``,
 ``tracking_uri`` and ``export_dir``. Kept light: Hydra imports this for every app it starts.
 """
 

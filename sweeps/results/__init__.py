@@ -1,0 +1,1 @@
+"""Results: curve and sweep diagnosis, plots and reports, exports, production training, reproduction."""

@@ -1,0 +1,1 @@
+"""Running a sweep: open, work, close; workers, one trial in both stores, outcomes, signals, local launch."""

@@ -1,0 +1,1 @@
+"""Tracking: the SweepTracker (the only code that talks to MLflow), password redaction, the UI."""

@@ -1,0 +1,1 @@
+"""Training: the objective interface (loader, reporter), the shared trainer, schedules, optimizers, precision."""
