@@ -10,8 +10,6 @@ import importlib
 import json
 import logging
 import math
-
-import optuna
 import os
 import platform
 import shlex
@@ -24,6 +22,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import optuna
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -128,8 +127,8 @@ def train_config(cfg, space, raw: dict[str, Any], rung_epochs: Iterable[int] | N
     ``every_strategy``: record the ``cooldown`` and ``averaged`` rung values of the same run
     (``every_rung_strategy``) as ``rung`` / ``extra_steps``, in ``rung_eval.py``'s format.
     """
-    from sweeps.train.reporter import Diverged, recording_reporter
     from sweeps.search.space import apply_params
+    from sweeps.train.reporter import Diverged, recording_reporter
 
     trial_cfg = apply_params(cfg, space.applied(raw))
     objective = importlib.import_module(str(cfg.objective.target).partition(":")[0])

@@ -43,26 +43,25 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
 from common import (
     compose,
-    sample_raw_params,
-    filled,
-    train_config,
     console,
+    filled,
     fmt,
     fmt_spread,
     print_header,
     quiet,
     ratio,
     read_json,
+    sample_raw_params,
     scratch,
     steps_per_epoch,
     summarize,
     table,
+    train_config,
     write_json,
 )
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 # Objectives whose recording also carries the cooldown / averaged rung values (rung_eval.py reads them).
 EVERY_RUNG_STRATEGY = {"mnist1d"}

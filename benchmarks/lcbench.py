@@ -176,8 +176,9 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
     from a hash of the study name: give a live sweep's name to replay that sweep trial for trial.
     """
     import optuna
-    from objectives.lcbench import KEYS, lcbench_config
     from omegaconf import OmegaConf
+
+    from objectives.lcbench import KEYS, lcbench_config
 
     # the trial's config as the objective reads it, without composing one per trial (the cost would dominate)
     base = {key: OmegaConf.select(cfg, key) for key in KEYS}
@@ -235,12 +236,11 @@ def replay(surrogate, cfg, space, arm: Arm, seed: int, budget_epochs: float, bud
 
 def live_check(data: str, task: str, seeds: Sequence[int], n_trials: int) -> list[dict]:
     """Live ``sweeps run objective=lcbench`` sweeps (SQLite, MLflow) against their replay, trial by trial."""
+    from benchmarks.common import scratch, store_overrides
     from objectives.lcbench import Surrogate
     from sweeps.config.compose import compose_config
-    from sweeps.search.space import parse_search_space
     from sweeps.run.sweep import plan_sweep, run_sweep
-
-    from benchmarks.common import scratch, store_overrides
+    from sweeps.search.space import parse_search_space
 
     rows = []
     for seed in seeds:

@@ -29,7 +29,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from common import compose, console, filled, fmt, print_header, quiet, read_json, steps_per_epoch, summarize, table, train_config, write_json
 
 RULES = {

@@ -31,10 +31,9 @@ import statistics
 import time
 from typing import Any
 
-from rich.markup import escape
-
 from common import RESULTS, compose, console, fmt, print_header, quiet, ratio, scratch, steps_per_epoch, summarize, table, write_json
 from efficiency import HEADLINE, TrialRecord, scores
+from rich.markup import escape
 
 SHIPPED, CANDIDATE, BASELINE = "shipped [steepest/10, min_loss]", "candidate [steepest/3, 3·steepest]", "random, no pruning"
 ARMS: dict[str, list[str]] = {

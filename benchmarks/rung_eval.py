@@ -40,16 +40,15 @@ import functools
 import importlib
 import math
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
+from common import compose, console, fmt, fmt_spread, print_header, quiet, ratio, read_json, sample_raw_params, steps_per_epoch, summarize, table, write_json
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
-
-from common import compose, console, sample_raw_params, fmt, fmt_spread, print_header, quiet, ratio, read_json, steps_per_epoch, summarize, table, write_json
 
 EPOCHS = 9
 TARGET = 0.99  # share of the best final value; also "top" = final within 1 % of the best
@@ -116,8 +115,8 @@ def suite_cfg(suite: Suite, *overrides: str):
 
 
 def train_once(suite: Suite, raw: dict[str, Any], space, overrides: list[str], rung_epochs: frozenset[int]) -> dict[str, Any]:
-    from sweeps.train.reporter import Diverged, recording_reporter
     from sweeps.search.space import apply_params
+    from sweeps.train.reporter import Diverged, recording_reporter
 
     cfg = apply_params(suite_cfg(suite, *overrides), space.applied(raw))
     module = importlib.import_module(f"objectives.{suite.objective}")
@@ -345,8 +344,8 @@ class Replay:
         reads nothing else, so only the cost changes.
         """
         from sweeps.search.preview import bracket_of_trial, hyperband_brackets
-        from sweeps.train.rung_eval import rung_epochs_for
         from sweeps.search.study import make_pruner, make_sampler
+        from sweeps.train.rung_eval import rung_epochs_for
 
         cfg = self.config(sampler, pruner, hyperband).copy()
         cfg.sweep.seed = seed

@@ -23,8 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 OUT = Path(__file__).parent / "results" / "ui"
 STUDY = "ui-demo"

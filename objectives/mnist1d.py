@@ -47,7 +47,8 @@ from torch import nn
 from objectives.digits_mlp import mlp
 from sweeps.errors import ConfigError
 from sweeps.train.reporter import Reporter
-from sweeps.train.training import Task, evaluate, train as run_training
+from sweeps.train.training import Task, evaluate
+from sweeps.train.training import train as run_training
 
 METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 LENGTH, CLASSES = 40, 10

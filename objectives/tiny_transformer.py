@@ -38,7 +38,8 @@ from torch import nn
 
 from sweeps.errors import ConfigError
 from sweeps.train.reporter import Reporter
-from sweeps.train.training import Task, train as run_training
+from sweeps.train.training import Task
+from sweeps.train.training import train as run_training
 
 METRICS = ("train_loss", "val_loss", "val_acc", "lr")
 

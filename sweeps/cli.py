@@ -16,7 +16,6 @@ import click
 import typer
 
 from sweeps.console_width import make_console
-
 from sweeps.errors import ConfigError, StoreUnavailable, SweepFailed
 from sweeps.lazy import after_import
 
@@ -104,8 +103,8 @@ def worker(
     """
     from sweeps.config.compose import compose_config
     from sweeps.run.signals import graceful_stop
-    from sweeps.search.study import finished_count
     from sweeps.run.sweep import close_sweep, config_from_study, open_sweep, plan_sweep, stored_total, total_reached, work
+    from sweeps.search.study import finished_count
 
     local = compose_config(overrides or [], config_dir)
     plan = plan_sweep(config_from_study(local, overrides or []))
@@ -125,8 +124,8 @@ def worker(
 def create(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Create the study and its MLflow parent run without running trials (then start workers)."""
     from sweeps.config.compose import compose_config
-    from sweeps.search.study import redact
     from sweeps.run.sweep import open_sweep, plan_sweep
+    from sweeps.search.study import redact
 
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     sweep = open_sweep(plan)
@@ -198,8 +197,8 @@ def best(
 
     from sweeps.errors import ConfigError as _ConfigError
     from sweeps.results.export import export_config, provenance, transfer_batch_size, trial_config
-    from sweeps.search.study_config import config_of_trial
     from sweeps.run.sweep import shareable_config
+    from sweeps.search.study_config import config_of_trial
 
     study, cfg = _open_study_config(args, config_dir)
     try:
@@ -262,7 +261,8 @@ def reproduce(
         if count < 1:
             raise ConfigError(flag, count, "must be a positive integer")
     study, cfg = _open_study_config(args, config_dir)
-    from sweeps.results.reproduce import reproduce as retrain, top_trials
+    from sweeps.results.reproduce import reproduce as retrain
+    from sweeps.results.reproduce import top_trials
 
     chosen = top_trials(study, str(cfg.sweep.direction), top)
     console = make_console()
@@ -306,8 +306,8 @@ def studies(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     """Every study in the storage (storage.url): trials by outcome, the best value, when it started."""
     from sweeps.config.compose import compose_config
     from sweeps.console import studies_table
-    from sweeps.track.redact import redact
     from sweeps.search.studies import list_studies
+    from sweeps.track.redact import redact
 
     url = str(compose_config(overrides or [], config_dir).storage.url)
     rows = list_studies(url)

@@ -136,8 +136,8 @@ def best_config_yaml(config) -> str:
 def print_results(console: Console, plan, result) -> None:
     """After ``sweeps run``: the top trials, the counts by outcome, the failures, the best trial's
     config, the sweep's advice and how to browse the runs (``plan`` a ``SweepPlan``, ``result`` its ``SweepResult``)."""
-    from sweeps.track.redact import redact
     from sweeps.run.sweep import best_config
+    from sweeps.track.redact import redact
 
     cfg = plan.cfg
     console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))

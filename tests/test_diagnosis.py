@@ -23,10 +23,10 @@ from omegaconf import OmegaConf
 import objectives.digits_mlp as digits_mlp
 import objectives.tiny_transformer as tiny_transformer
 from sweeps.config.compose import builtin_config_dir, compose_config
-from sweeps.results.curve_diagnosis import VERDICTS, Curves, Diagnosis, Thresholds, diagnose, loss_exploded
 from sweeps.errors import ConfigError
-from sweeps.train.reporter import Diverged, recording_reporter
+from sweeps.results.curve_diagnosis import VERDICTS, Curves, Diagnosis, Thresholds, diagnose, loss_exploded
 from sweeps.results.sweep_diagnosis import diagnose_sweep, plot_sweep_diagnosis
+from sweeps.train.reporter import Diverged, recording_reporter
 from sweeps.train.training import train
 
 pytestmark = pytest.mark.unit

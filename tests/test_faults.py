@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeps.search.db_retry import is_connection_error, retrying
 from sweeps.errors import StoreUnavailable
-from sweeps.search.study import finished_count
 from sweeps.run.sweep import plan_sweep, run_sweep
 from sweeps.run.trial_slots import TrialSlots
+from sweeps.search.db_retry import is_connection_error, retrying
+from sweeps.search.study import finished_count
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import pytest
 from sweeps.config.compose import compose_config
 from sweeps.search.hyperband import bracket_rungs, hyperband_brackets, pruning_epochs, rung_epochs
 from sweeps.search.preview import configured_brackets
-from sweeps.train.rung_eval import rung_epochs_for
 from sweeps.search.study import pruning_epochs as study_pruning_epochs
+from sweeps.train.rung_eval import rung_epochs_for
 
 pytestmark = pytest.mark.unit
 

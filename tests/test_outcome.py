@@ -11,10 +11,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweeps.console import counts_line, status_rows, status_table
-from sweeps.run.outcome import OUTCOME_ATTR, Outcome, counts_toward_total, outcome_of
 from sweeps.results.plots import intermediate_values_figure, lr_points
-from sweeps.search.studies import list_studies
+from sweeps.run.outcome import OUTCOME_ATTR, Outcome, counts_toward_total, outcome_of
 from sweeps.run.sweep import outcome_counts
+from sweeps.search.studies import list_studies
 
 
 def _trial(state: TrialState, recorded: str | None, lr: float = 1e-2, curve: tuple[float, ...] = (0.3, 0.5)):

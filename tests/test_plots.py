@@ -19,8 +19,8 @@ from sweeps.results.plots import (
     intermediate_values_figure,
     lr_figure,
     lr_points,
-    param_importances,
     parallel_coordinates_figure,
+    param_importances,
     write_study_plots,
 )
 from sweeps.search.study import OUTCOME_ATTR

@@ -14,9 +14,9 @@ import torch
 
 from objectives import tiny_transformer
 from objectives.digits_mlp import make_task
-from sweeps.train.accelerator import CUBLAS_WORKSPACE, prepare_device, to_device
 from sweeps.config.compose import compose_config
 from sweeps.errors import ConfigError
+from sweeps.train.accelerator import CUBLAS_WORKSPACE, prepare_device, to_device
 from sweeps.train.precision import MixedPrecision, check_precision
 from sweeps.train.reporter import recording_reporter
 from sweeps.train.training import evaluate, train

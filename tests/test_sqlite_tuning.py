@@ -9,7 +9,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 import sqlalchemy
 
 from sweeps.run.sweep import plan_sweep, run_sweep

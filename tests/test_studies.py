@@ -12,8 +12,8 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.search.studies import list_studies
 from sweeps.run.sweep import plan_sweep, run_sweep
+from sweeps.search.studies import list_studies
 from tests.conftest import REPO_ROOT, run_cli, store_overrides
 
 pytestmark = pytest.mark.integration

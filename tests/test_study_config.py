@@ -4,10 +4,9 @@ config it ran with and is exported with it. The README's own order of commands s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -16,9 +15,9 @@ from optuna.trial import TrialState, create_trial
 
 from sweeps.errors import ConfigError
 from sweeps.results.export import trial_config
+from sweeps.run.sweep import open_sweep, plan_sweep, run_sweep, shareable_config, work
 from sweeps.search.studies import list_studies
 from sweeps.search.study_config import CONFIG_ATTR, TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_changes, config_of_trial, stored_config
-from sweeps.run.sweep import open_sweep, plan_sweep, run_sweep, shareable_config, work
 from tests.conftest import run_cli, store_overrides
 from tests.test_hydra_plugin import SPHERE_APP, SPHERE_CONFIG, run_app
 

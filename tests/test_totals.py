@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.search.study import finished_count
 from sweeps.run.sweep import open_sweep, plan_sweep, set_total, stored_total, work
+from sweeps.search.study import finished_count
 from tests.conftest import run_cli, store_overrides
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from objectives.digits_mlp import load_split, make_task, train as digits_objective
+from objectives.digits_mlp import load_split, make_task
+from objectives.digits_mlp import train as digits_objective
 from sweeps.train.reporter import Diverged, recording_reporter
 from sweeps.train.training import train
 

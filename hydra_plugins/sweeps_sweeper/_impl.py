@@ -36,8 +36,8 @@ from sweeps.errors import ConfigError
 from sweeps.results.export import provenance
 from sweeps.run.foreign import TrialAsker, close_foreign_sweep, fail_unfinished, open_foreign_sweep
 from sweeps.run.launcher import check_shared_stores
-from sweeps.train.reporter import MetricMissing
 from sweeps.search.space import parse_key_space
+from sweeps.train.reporter import MetricMissing
 
 log = logging.getLogger(__name__)
 OVERRIDES_ATTR = "sweeps.overrides"  # user attr: the job's overrides (fixed + sampled)

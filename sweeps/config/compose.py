@@ -20,13 +20,13 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeps.config.validation import check_settings, check_train, config_keys, did_you_mean
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
 from sweeps.run.launcher import check_packing
+from sweeps.track.redact import redact
 from sweeps.train.optimizers import OPTIMIZERS
 from sweeps.train.precision import check_precision
-from sweeps.track.redact import redact
-from sweeps.config.validation import check_settings, check_train, config_keys, did_you_mean
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")

@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 
 from sweeps.errors import ConfigError
 from sweeps.lr.finder import RangeTestResult, plot_range_test, range_test, search_bounds
+from sweeps.track.tracker import SweepTracker
 from sweeps.train.objective import objective_hook
 from sweeps.train.optimizers import build_optimizer
-from sweeps.track.tracker import SweepTracker
 from sweeps.train.training import Batch, Task, batches, cpu_threads, resolve_device
 
 LR_FIND_ROLE = "lr_find"

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sweeps.track.tracker import SweepTracker, check_tracking, flatten, production_run_name
 from sweeps.train.objective import load_objective, objective_hook
 from sweeps.train.reporter import TrialReporter
-from sweeps.track.tracker import SweepTracker, check_tracking, flatten, production_run_name
 from sweeps.train.training import train
 
 TRAIN_ROLE = "train"

@@ -17,10 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.errors import ConfigError
 from sweeps.results.export import trial_config
-from sweeps.run.outcome import Outcome
 from sweeps.results.production import Reproduction, most_robust, seeds_for, train_production
-from sweeps.search.study_config import config_of_trial
+from sweeps.run.outcome import Outcome
 from sweeps.run.sweep import shareable_config
+from sweeps.search.study_config import config_of_trial
 from sweeps.track.tracker import ROLE_TAG, SweepTracker, trial_run_name
 
 REPRODUCE_ROLE = "reproduce"

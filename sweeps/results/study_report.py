@@ -15,11 +15,11 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from sweeps.results.curve_diagnosis import Thresholds
 from sweeps.errors import ConfigError
+from sweeps.results.curve_diagnosis import Thresholds
 from sweeps.results.plots import PlotSet, write_study_plots
-from sweeps.search.space import parse_search_space
 from sweeps.results.sweep_diagnosis import SweepDiagnosis, TrialRow, diagnose_sweep, plot_sweep_diagnosis
+from sweeps.search.space import parse_search_space
 from sweeps.track.tracker import SweepTracker
 
 PLOTS_FOLDER = "plots"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from sweeps.results.curve_diagnosis import VERDICTS
 from sweeps.errors import ConfigError
+from sweeps.results.curve_diagnosis import VERDICTS
 
 EDGE_SHARE = 0.1  # the best trial within this share of the log-LR range from an end "sits at the edge"
 WASTED_FACTOR = 3.0  # a stretch of the range below the window is worth cutting from ~half a decade up;

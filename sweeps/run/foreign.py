@@ -27,15 +27,15 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.api import TrialContext, reporting_to
 from sweeps.config.compose import builtin_config_dir, to_yaml, validate
 from sweeps.errors import ConfigError
-from sweeps.train.reporter import MetricMissing, TrialReporter
+from sweeps.run.sweep import LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
+from sweeps.run.trial import TrialRunner
+from sweeps.run.trial_slots import TrialSlots
 from sweeps.search.seeding import grid_exhausted
 from sweeps.search.space import SearchSpace
 from sweeps.search.study import OUTCOME_ATTR, check_storage, counts_toward_total, fail_stale_trials, make_pruner, make_storage
 from sweeps.search.study_config import stored_config
-from sweeps.run.sweep import LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
 from sweeps.track.tracker import SweepTracker, check_tracking
-from sweeps.run.trial import TrialRunner
-from sweeps.run.trial_slots import TrialSlots
+from sweeps.train.reporter import MetricMissing, TrialReporter
 
 # Optuna warns when a storage with heartbeats is used through ask/tell: run_trial runs the heartbeat itself.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")

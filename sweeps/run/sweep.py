@@ -19,28 +19,29 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
-from sweeps.train.accelerator import guard_out_of_memory
 from sweeps.config.compose import to_yaml
-from sweeps.search.db_retry import ReconnectingStorage
-from sweeps.results.curve_diagnosis import Thresholds
+from sweeps.config.validation import check_search_against_trainer
 from sweeps.errors import ConfigError, SweepFailed
-from sweeps.search.init_lock import store_init_lock
-from sweeps.train.objective import Objective, load_objective
-from sweeps.run.outcome import Outcome, outcome_counts as count_outcomes
 from sweeps.lr.runner import objective_task, record_range_test, run_range_test
+from sweeps.results.curve_diagnosis import Thresholds
 from sweeps.results.study_report import Report, publish_report
-from sweeps.train.rung_eval import check_rung_eval
-from sweeps.search.seeding import grid_exhausted
+from sweeps.run.outcome import Outcome
+from sweeps.run.outcome import outcome_counts as count_outcomes
 from sweeps.run.signals import StopFlag, shielded
+from sweeps.run.trial import RUN_ID_ATTR, TrialRunner
+from sweeps.run.trial_slots import TrialSlots
+from sweeps.run.worker import FailureStreak, Reaper, TrialCallback, run_trials
+from sweeps.search.db_retry import ReconnectingStorage
+from sweeps.search.init_lock import store_init_lock
+from sweeps.search.seeding import grid_exhausted
 from sweeps.search.space import SearchSpace, apply_params, parse_search_space
 from sweeps.search.sqlite_tuning import tune_sqlite_connections
 from sweeps.search.study import check_storage, finished_count, open_study, redact
 from sweeps.search.study_config import TRIAL_VERSION_ATTR, VERSIONS_ATTR, config_of_trial, remember, store_config, stored_config
 from sweeps.track.tracker import SweepTracker, best_trial_metrics, check_tracking, sweep_params
-from sweeps.run.trial import RUN_ID_ATTR, TrialRunner
-from sweeps.run.trial_slots import TrialSlots
-from sweeps.config.validation import check_search_against_trainer
-from sweeps.run.worker import FailureStreak, Reaper, TrialCallback, run_trials
+from sweeps.train.accelerator import guard_out_of_memory
+from sweeps.train.objective import Objective, load_objective
+from sweeps.train.rung_eval import check_rung_eval
 
 LR_FIND_ATTR = "lr_find"
 LOCAL_KEYS = ("storage", "tracking")

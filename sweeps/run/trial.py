@@ -16,13 +16,13 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.results.curve_diagnosis import Curves, Thresholds, diagnose
-from sweeps.train.objective import Objective
 from sweeps.run.outcome import OUTCOME_ATTR, Outcome
-from sweeps.train.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 from sweeps.run.signals import StopFlag
 from sweeps.search.space import SearchSpace, apply_params
 from sweeps.search.study import pruning_epochs, report_epochs
 from sweeps.track.tracker import SweepTracker, flatten, loss_until_blow_up
+from sweeps.train.objective import Objective
+from sweeps.train.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
 
 RUN_ID_ATTR = "mlflow_run_id"
 

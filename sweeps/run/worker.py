@@ -15,12 +15,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.run.outcome import Outcome, counts_toward_total, outcome_of
-from sweeps.search.seeding import grid_exhausted
 from sweeps.run.signals import StopFlag
-from sweeps.search.study import fail_stale_trials
-from sweeps.track.tracker import SweepTracker
 from sweeps.run.trial import RUN_ID_ATTR, TrialRunner
 from sweeps.run.trial_slots import TrialSlots
+from sweeps.search.seeding import grid_exhausted
+from sweeps.search.study import fail_stale_trials
+from sweeps.track.tracker import SweepTracker
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 

@@ -22,10 +22,10 @@ from rich.table import Table
 
 from sweeps.errors import ConfigError
 from sweeps.search.hyperband import Bracket, bracket_of_trial, expected_epochs_per_trial, hyperband_brackets  # noqa: F401  (also imported from here)
-from sweeps.train.objective import objective_hook
-from sweeps.train.reporter import TrialStopped
 from sweeps.search.service_cost import ServiceCost
 from sweeps.search.space import SearchParam, SearchSpace, parse_search_space
+from sweeps.train.objective import objective_hook
+from sweeps.train.reporter import TrialStopped
 
 # Median pruner approximation (see ``estimate_budget``): the share of post-startup trials pruned
 # at their first check; the rest run every epoch.

@@ -19,11 +19,11 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.errors import ConfigError
-from sweeps.track.redact import redact
-from sweeps.search.sqlite_tuning import tune_sqlite_connections
 from sweeps.run.outcome import counts_toward_total, outcome_counts
+from sweeps.search.sqlite_tuning import tune_sqlite_connections
 from sweeps.search.study import check_storage
 from sweeps.search.study_config import stored_config
+from sweeps.track.redact import redact
 
 
 @dataclass

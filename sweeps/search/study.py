@@ -12,16 +12,16 @@ import optuna
 import sqlalchemy
 from omegaconf import DictConfig
 
-from sweeps.search.db_retry import ReconnectingStorage
+from sweeps.config.validation import check_sqlite_location
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
-from sweeps.search.hyperband import pruning_epochs, report_epochs  # noqa: F401  (also imported from here)
 from sweeps.run.outcome import OUTCOME_ATTR, counts_toward_total  # noqa: F401  (also imported from here)
-from sweeps.track.redact import redact  # noqa: F401  (also imported from here)
+from sweeps.search.db_retry import ReconnectingStorage
+from sweeps.search.hyperband import pruning_epochs, report_epochs  # noqa: F401  (also imported from here)
 from sweeps.search.seeding import PerTrialSeededSampler, reseed_grid
 from sweeps.search.space import SearchSpace
 from sweeps.search.sqlite_tuning import tune_sqlite_connections
-from sweeps.config.validation import check_sqlite_location
+from sweeps.track.redact import redact  # noqa: F401  (also imported from here)
 
 
 def check_storage(url: str, create: bool = True) -> None:

@@ -24,8 +24,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from sweeps.errors import ConfigError
 from sweeps.run.outcome import OUTCOME_ATTR, Outcome
-from sweeps.track.redact import redact  # every param, tag and text artifact: no password in the store
 from sweeps.search.sqlite_tuning import tune_sqlite_connections
+from sweeps.track.redact import redact  # every param, tag and text artifact: no password in the store
 
 ROLE_TAG = "sweeps.role"
 OUTCOME_STATUS = {o.value: o.run_status for o in Outcome}  # sweeps.outcome name -> MLflow run status

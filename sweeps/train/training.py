@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeps.train.accelerator import compile_model, prepare_device, to_device
 from sweeps.results.curve_diagnosis import loss_exploded
+from sweeps.train.accelerator import compile_model, prepare_device, to_device
 from sweeps.train.optimizers import build_optimizer, set_train_mode
 from sweeps.train.precision import MixedPrecision, clip_gradients, plain
 from sweeps.train.reporter import Diverged, Reporter
