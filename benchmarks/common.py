@@ -105,7 +105,7 @@ def steps_per_epoch(cfg, batch_size: int | None = None) -> int:
     """Optimizer steps in one epoch of the configured objective at ``batch_size`` (default: the config's)."""
     from sweeps.lr.runner import objective_task
 
-    n_train = len(objective_task(cfg).train_data[0])
+    n_train = len(objective_task(cfg.objective).train_data[0])
     return math.ceil(n_train / int(batch_size or cfg.train.batch_size))
 
 

@@ -119,16 +119,17 @@ def record_curves(objective: str, n_space: int, n_window: int, epochs: int, seed
     ``lr_find=auto`` window. Objectives in ``EVERY_RUNG_STRATEGY`` also record the ``cooldown`` and
     ``averaged`` rung values of each run at the default pruner's rungs (``common.every_rung_strategy``),
     so ``rung_eval.py`` replays the same recording."""
+    from sweeps.config.sections import Sections
     from sweeps.lr.runner import run_range_test
     from sweeps.search.space import parse_search_space
     from sweeps.search.study import pruning_epochs
 
     cfg = compose(objective, f"train.epochs={epochs}")
     every_strategy = objective in EVERY_RUNG_STRATEGY
-    rung_epochs = pruning_epochs(cfg) if every_strategy else None
+    rung_epochs = pruning_epochs(Sections.of(cfg).sweep) if every_strategy else None
     space = parse_search_space(cfg)
     start = time.perf_counter()
-    report = run_range_test(cfg)
+    report = run_range_test(objective=cfg.objective, train=cfg.train, settings=Sections.of(cfg).lr_find)
     range_test = {
         **report.summary(),
         "steps_run": report.result.steps_run,
@@ -261,6 +262,7 @@ class TrialRecord:
 
 def replay(curves: Curves, arm_overrides: list[str], seed: int, stop_epochs: float, max_trials: int) -> tuple[list[TrialRecord], float]:
     """One replayed sweep; returns its trials in order and the range test's cost (0 without it)."""
+    from sweeps.config.sections import SweepSection
     from sweeps.lr.finder import Suggestion, search_bounds
     from sweeps.search.space import parse_search_space
     from sweeps.search.study import make_pruner, make_sampler, report_epochs
@@ -277,7 +279,8 @@ def replay(curves: Curves, arm_overrides: list[str], seed: int, stop_epochs: flo
     elif window is not None:
         low, high = WINDOWS[window](rt)
         space, head_start = space.with_bounds("lr", low, high), float(rt["cost_epochs"])
-    rungs = report_epochs(cfg)
+    sweep = SweepSection.from_config(cfg)
+    rungs = report_epochs(sweep)
     pruner_reads = str(cfg.sweep.pruner) != "none"
     metric = curves.doc["metric"]
     records: list[TrialRecord] = []
@@ -310,7 +313,7 @@ def replay(curves: Curves, arm_overrides: list[str], seed: int, stop_epochs: flo
         if reached and spent[0] >= stop_epochs:
             study.stop()
 
-    sampler, pruner = make_sampler(cfg, space), make_pruner(cfg)
+    sampler, pruner = make_sampler(sweep, space), make_pruner(sweep)
     study = optuna.create_study(study_name=f"replay-{metric}-{seed}", direction=str(cfg.sweep.direction), sampler=sampler, pruner=pruner)
     study.optimize(objective, n_trials=max_trials, callbacks=[enough])
     return records, head_start

@@ -85,12 +85,14 @@ def stock_arms() -> list[Arm]:
 def service_arm(name: str, overrides: Sequence[str] = (), about: str = "the sweeps default (objective=lcbench)") -> Arm:
     """The service's own study factory on ``objective=lcbench`` plus ``overrides``."""
     from sweeps.config.compose import compose_config
+    from sweeps.config.sections import SweepSection
     from sweeps.search.space import parse_search_space
     from sweeps.search.study import make_pruner, make_sampler, report_epochs
 
     def make(seed: int):
         cfg = compose_config(["objective=lcbench", f"sweep.seed={seed}", *overrides])
-        return make_sampler(cfg, parse_search_space(cfg)), make_pruner(cfg), report_epochs(cfg)
+        sweep = SweepSection.from_config(cfg)
+        return make_sampler(sweep, parse_search_space(cfg)), make_pruner(sweep), report_epochs(sweep)
 
     from omegaconf import OmegaConf
 

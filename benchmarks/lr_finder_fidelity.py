@@ -47,13 +47,14 @@ SCAN_RANGE = {"digits_mlp": (-4.0, -0.5), "tiny_transformer": (-3.25, -1.0), "mn
 
 
 def range_tests(objective: str, seeds: list[int]) -> list[dict[str, Any]]:
+    from sweeps.config.sections import Sections
     from sweeps.lr.runner import run_range_test
 
     out = []
     for seed in seeds:
         cfg = compose(objective, f"train.seed={seed}")
         start = time.perf_counter()
-        report = run_range_test(cfg)
+        report = run_range_test(objective=cfg.objective, train=cfg.train, settings=Sections.of(cfg).lr_find)
         spe = steps_per_epoch(cfg)
         out.append({**report.summary(), "seed": seed, "steps_run": report.result.steps_run, "stop_reason": report.result.stop_reason,
                     "steps_per_epoch": spe, "cost_epochs": report.result.steps_run / spe, "seconds": time.perf_counter() - start})

@@ -58,9 +58,10 @@ def done_runs(path) -> list[dict[str, Any]]:
 def range_test_of(cfg) -> dict[str, Any]:
     """The range test the sweep will run (same config, same ``train.seed``: the same numbers), for
     its step count, which the study's record lacks."""
+    from sweeps.config.sections import Sections
     from sweeps.lr.runner import run_range_test
 
-    report = run_range_test(cfg)
+    report = run_range_test(objective=cfg.objective, train=cfg.train, settings=Sections.of(cfg).lr_find)
     spe = steps_per_epoch(cfg)
     return {**report.summary(), "steps_run": report.result.steps_run, "stop_reason": report.result.stop_reason,
             "steps_per_epoch": spe, "cost_epochs": report.result.steps_run / spe}

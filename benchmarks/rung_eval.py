@@ -343,6 +343,7 @@ class Replay:
         rungs of the trial's own Hyperband bracket (``sweeps.search.preview.bracket_of_trial``): the pruner
         reads nothing else, so only the cost changes.
         """
+        from sweeps.config.sections import SweepSection
         from sweeps.search.preview import bracket_of_trial, hyperband_brackets
         from sweeps.search.study import make_pruner, make_sampler
         from sweeps.train.rung_eval import rung_epochs_for
@@ -402,11 +403,12 @@ class Replay:
             state["pruned"] += 1
             raise optuna.TrialPruned()
 
-        chosen = make_pruner(cfg)
+        sweep = SweepSection.from_config(cfg)
+        chosen = make_pruner(sweep)
         if warmup_exempt:
             chosen = WarmupExemptHyperband(lambda t: warmup_epochs(t.params, epochs), min_resource=hyperband[0], max_resource=epochs,
                                            reduction_factor=hyperband[1])
-        study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=make_sampler(cfg, self.space), pruner=chosen)
+        study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=make_sampler(sweep, self.space), pruner=chosen)
         study.optimize(objective, n_trials=max_trials, callbacks=[over_budget])
         return {"epochs_to_target": reached[TARGET], **{f"epochs_to_{share}": spent for share, spent in reached.items()},
                 **{f"best_at_{budget}": best for budget, best in best_at.items()}, "trials_to_target": state["trials_to_target"],

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Optional
+from typing import Any, Optional
 
 import click
 import typer
@@ -46,19 +46,19 @@ def run(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str] = 
 
     console = make_console()
     plan = plan_sweep(composed)
-    cfg = plan.cfg
-    workers, note = resolve_workers(cfg)  # auto: sweep.trials_per_gpu per GPU
+    settings = plan.sections
+    workers, note = resolve_workers(settings, device=str(plan.cfg.train.device))  # auto: sweep.trials_per_gpu per GPU
     if note:
         print(note, file=sys.stderr)
-    check_shared_stores(cfg, workers)
+    check_shared_stores(workers, storage=settings.storage, tracking=settings.tracking)
     with graceful_stop() as stop:
-        with SweepProgress(console, int(cfg.sweep.n_trials), str(cfg.sweep.direction)) as progress:
+        with SweepProgress(console, settings.sweep.n_trials, settings.sweep.direction) as progress:
             if workers > 1:
                 result = run_local_workers(plan, workers, stop.requested, progress.on_open, progress.show_existing, config_dir)
             else:
                 result = run_sweep(plan, callbacks=[progress.on_trial_end], on_open=progress.on_open, stop=stop)
     if result.aborted:
-        raise ConfigError("sweep.metric", cfg.sweep.metric, result.aborted)
+        raise ConfigError("sweep.metric", settings.sweep.metric, result.aborted)
     print_results(console, plan, result)
     if stop.requested():
         _stopped(stop)
@@ -72,12 +72,13 @@ def preview(
 ) -> None:
     """Before launching: the search space, sampler and pruner, Hyperband's brackets, the budget."""
     from sweeps.config.compose import compose_config
+    from sweeps.config.sections import Sections
     from sweeps.search.preview import configured_brackets, estimate_budget, measure_epoch_seconds, preview_tables
     from sweeps.search.space import parse_search_space
 
     console = make_console()
     cfg = compose_config(overrides or [], config_dir)
-    space = parse_search_space(cfg)
+    sweep, space = Sections.of(cfg).sweep, parse_search_space(cfg)
     seconds = service = None
     if measure:
         from sweeps.search.service_cost import measure_service_cost
@@ -85,8 +86,9 @@ def preview(
         with console.status("timing the service: start-up, a few instant trials, the report"):
             service = measure_service_cost(cfg)  # first: it times the imports a sweep pays
         with console.status("timing two epochs of the objective"):
-            seconds = measure_epoch_seconds(cfg)
-    for table in preview_tables(cfg, space, estimate_budget(cfg, seconds, service), configured_brackets(cfg)):
+            seconds = measure_epoch_seconds(objective=cfg.objective, train=cfg.train)
+    budget = estimate_budget(sweep, space, epoch_seconds=seconds, service=service)
+    for table in preview_tables(sweep, space, budget, configured_brackets(sweep)):
         console.print(table)
 
 
@@ -112,7 +114,7 @@ def worker(
         sweep = open_sweep(plan)
         ran, aborted = work(sweep, stop=stop, max_trials=n_trials)
         if aborted:
-            raise ConfigError("sweep.metric", plan.cfg.sweep.metric, aborted)
+            raise ConfigError("sweep.metric", plan.sections.sweep.metric, aborted)
         if total_reached(sweep):
             close_sweep(sweep, "FINISHED", ran)
     print(f"worker: ran {ran} trials; study {sweep.study.study_name} has {finished_count(sweep.study)}/{stored_total(sweep.study)} finished")
@@ -129,7 +131,7 @@ def create(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str]
 
     plan = plan_sweep(compose_config(overrides or [], config_dir))
     sweep = open_sweep(plan)
-    print(f"study {sweep.study.study_name} on {redact(str(plan.cfg.storage.url))}, MLflow parent run {sweep.parent_run_id}")
+    print(f"study {sweep.study.study_name} on {redact(plan.sections.storage.url)}, MLflow parent run {sweep.parent_run_id}")
     print(f"start workers: sweeps worker sweep.study_name={sweep.study.study_name}")
 
 
@@ -274,13 +276,20 @@ def reproduce(
     console.print(f"most robust: trial {robust.trial} ({metric} {robust.mean:.4f} ± {robust.std:.4f} over {seeds} seeds); MLflow run {done.run_id}")
 
 
+def _published_report(args: Optional[list[str]], config_dir: Optional[str]) -> tuple[Any, Any, str]:
+    """The study's report, drawn again and logged on its parent run: (the study, the report, the parent run id)."""
+    study, cfg = _open_study_config(args, config_dir)
+    from sweeps.config.sections import Sections
+    from sweeps.results.study_report import publish_study_report
+    from sweeps.search.space import parse_search_space
+
+    return study, *publish_study_report(study, sections=Sections.of(cfg), space=parse_search_space(cfg))
+
+
 @app.command(context_settings=EXTRA_ARGS)
 def report(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] = CONFIG_DIR) -> None:
     """Redraw the study's plots on its parent MLflow run (also while it runs)."""
-    study, cfg = _open_study_config(args, config_dir)
-    from sweeps.results.study_report import publish_study_report
-
-    written, parent = publish_study_report(study, cfg)
+    study, written, parent = _published_report(args, config_dir)
     plots = written.plots
     print(f"wrote {len(plots.paths())} files to run {parent} (plots/, diagnosis/)" + (f"; skipped: {', '.join(plots.skipped)}" if plots.skipped else ""))
 
@@ -290,10 +299,7 @@ def diagnose(args: Optional[list[str]] = STUDY_ARGS, config_dir: Optional[str] =
     """Where the LR is safe: verdict counts per LR range, divergence boundary, stable window, advice."""
     from rich.markdown import Markdown
 
-    study, cfg = _open_study_config(args, config_dir)
-    from sweeps.results.study_report import publish_study_report
-
-    written, parent = publish_study_report(study, cfg)
+    study, written, parent = _published_report(args, config_dir)
     found = written.diagnosis
     if found is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no diagnosed trial with an lr parameter")
@@ -377,17 +383,20 @@ def lr_find(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     from pathlib import Path
 
     from sweeps.config.compose import compose_config
+    from sweeps.config.sections import Sections
     from sweeps.console import range_test_table, rerun_command
     from sweeps.lr.runner import objective_task, record_range_test, run_range_test
     from sweeps.track.tracker import SweepTracker, check_tracking
 
     console = make_console()
     cfg = compose_config(overrides or [], config_dir)
-    objective_task(cfg)
-    check_tracking(str(cfg.tracking.uri))
-    with console.status(f"LR range test: {cfg.lr_find.lr_min:g} → {cfg.lr_find.lr_max:g} over {cfg.lr_find.steps} steps"):
-        report = run_range_test(cfg)
-    tracker = SweepTracker.from_section(cfg.tracking, str(cfg.sweep.study_name))
+    settings = Sections.of(cfg)
+    objective_task(cfg.objective)
+    check_tracking(settings.tracking.uri)
+    ramp = settings.lr_find
+    with console.status(f"LR range test: {ramp.lr_min:g} → {ramp.lr_max:g} over {ramp.steps} steps"):
+        report = run_range_test(objective=cfg.objective, train=cfg.train, settings=ramp)
+    tracker = SweepTracker.from_section(settings.tracking, settings.sweep.study_name)
     run_id, plot = record_range_test(tracker, report, plot_dir=Path.cwd())
     console.print(range_test_table(report))
     kept = f" ({plot.stem.rsplit('-', 1)[0]}.png exists: kept)" if plot.name != "lr_find.png" else ""

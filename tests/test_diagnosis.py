@@ -331,7 +331,7 @@ def test_one_recommendation_per_parameter_and_never_an_empty_range(rows: list[tu
     assert len(changes) == 1 and all("search.lr" not in line for line in report.recommendations if line not in changes)
     low, high = (float(x) for x in changes[0].split("interval(")[1].split("))")[0].split(", "))
     assert high >= 3 * low * 0.999  # at least half a decade, low < high
-    assert all(f"trials" in part or "sits at" in part for part in changes[0].split(": ", 1)[1].split("; "))
+    assert all("trials" in part or "sits at" in part for part in changes[0].split(": ", 1)[1].split("; "))
 
 
 def test_a_claim_needs_more_than_one_trial() -> None:

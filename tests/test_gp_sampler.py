@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.search.seeding import base_sampler
 from sweeps.search.space import parse_search_space
@@ -27,7 +28,8 @@ def _value(params: dict) -> float:
 def _sweep(compose, tmp_path, name: str, n_trials: int, *overrides: str) -> tuple[optuna.Study, list[dict]]:
     cfg = compose(f"storage.url=sqlite:///{tmp_path}/{name}.db", "sweep.sampler=gp", "sweep.gp.n_startup_trials=3", *overrides)
     space = parse_search_space(cfg)
-    study = open_study(cfg, space)
+    sections = Sections.of(cfg)
+    study = open_study(sweep=sections.sweep, storage=sections.storage, space=space)
     drawn = []
     for _ in range(n_trials):
         trial = study.ask()
@@ -54,7 +56,8 @@ def test_two_workers_with_a_running_trial_draw_different_params(compose, tmp_pat
     study, _ = _sweep(compose, tmp_path, "w", 4)  # past the startup: the GP draws both
     cfg = compose(f"storage.url=sqlite:///{tmp_path}/w.db", "sweep.sampler=gp", "sweep.gp.n_startup_trials=3")
     space = parse_search_space(cfg)
-    second = open_study(cfg, space)  # another worker's process, its own sampler
+    sections = Sections.of(cfg)
+    second = open_study(sweep=sections.sweep, storage=sections.storage, space=space)  # another worker's process, its own sampler
     a = space.sample(study.ask())  # stays RUNNING: the second worker's GP treats it as pending
     b = space.sample(second.ask())
     assert a != b
@@ -77,7 +80,7 @@ def test_making_the_gp_sampler_loads_no_torch() -> None:
     code = (
         "import sys; from sweeps.config.compose import compose_config; from sweeps.search.space import parse_search_space; "
         "from sweeps.search.study import make_sampler; cfg = compose_config(['sweep.sampler=gp']); "
-        "make_sampler(cfg, parse_search_space(cfg)); print('torch' in sys.modules)"
+        "from sweeps.config.sections import Sections; make_sampler(Sections.of(cfg).sweep, parse_search_space(cfg)); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"

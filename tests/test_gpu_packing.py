@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.run.launcher import LocalWorkers, assign_workers, resolve_workers, worker_count
 from sweeps.run.sweep import open_sweep, plan_sweep, run_sweep
@@ -69,12 +70,17 @@ def test_explicit_worker_count_spreads_round_robin_and_counts_sharers() -> None:
     ]
 
 
+def _workers_of(overrides: list[str]) -> tuple[int, str | None]:
+    cfg = compose_config(overrides)
+    return resolve_workers(Sections.of(cfg), device=str(cfg.train.device))
+
+
 def test_resolve_workers_from_the_composed_config() -> None:
-    assert resolve_workers(compose_config([*SHARED, "sweep.gpus=[0,1]", "sweep.trials_per_gpu=4"])) == (8, None)
-    assert resolve_workers(compose_config([*SHARED, "sweep.gpus=[]", "sweep.trials_per_gpu=4"])) == (1, None)
-    assert resolve_workers(compose_config([*SHARED, "sweep.gpus=[0,1]", "sweep.trials_per_gpu=4", "train.device=cpu"])) == (1, None)
-    assert resolve_workers(compose_config([*SHARED, "sweep.gpus=[0,1]", "sweep.workers=3"])) == (3, None)
-    count, note = resolve_workers(compose_config(["sweep.gpus=[0]", "sweep.trials_per_gpu=2"]))  # SQLite defaults
+    assert _workers_of(([*SHARED, "sweep.gpus=[0,1]", "sweep.trials_per_gpu=4"])) == (8, None)
+    assert _workers_of(([*SHARED, "sweep.gpus=[]", "sweep.trials_per_gpu=4"])) == (1, None)
+    assert _workers_of(([*SHARED, "sweep.gpus=[0,1]", "sweep.trials_per_gpu=4", "train.device=cpu"])) == (1, None)
+    assert _workers_of(([*SHARED, "sweep.gpus=[0,1]", "sweep.workers=3"])) == (3, None)
+    count, note = _workers_of((["sweep.gpus=[0]", "sweep.trials_per_gpu=2"]))  # SQLite defaults
     assert count == 1 and "storage=postgres" in note
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections
 from sweeps.search.hyperband import bracket_rungs, hyperband_brackets, pruning_epochs, rung_epochs
 from sweeps.search.preview import configured_brackets
 from sweeps.search.study import pruning_epochs as study_pruning_epochs
@@ -44,4 +45,5 @@ def test_study_preview_and_trainer_read_one_schedule(overrides: tuple[str, ...])
     assert study_pruning_epochs is pruning_epochs and rung_epochs_for is pruning_epochs
     if cfg.sweep.pruner == "hyperband":
         epochs = int(cfg.train.epochs)
-        assert pruning_epochs(cfg) == {r for b in configured_brackets(cfg) for r in b.rungs if r < epochs}
+        sweep = Sections.of(cfg).sweep
+        assert pruning_epochs(sweep) == {r for b in configured_brackets(sweep) for r in b.rungs if r < epochs}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.run.launcher import assign_workers, check_shared_stores, gpu_ids
 
@@ -41,7 +42,12 @@ def test_gpu_setting() -> None:
 def test_several_writers_need_shared_stores(overrides: list[str], message: str) -> None:
     cfg = compose_config(overrides)
     with pytest.raises(ConfigError) as caught:
-        check_shared_stores(cfg, 2)
+        check_shared_stores(2, **_stores(cfg))
     assert str(caught.value).startswith(message)
-    check_shared_stores(cfg, 1)
-    check_shared_stores(compose_config(["storage.url=postgresql+psycopg://u@h/db", "tracking.uri=http://127.0.0.1:5000"]), 4)
+    check_shared_stores(1, **_stores(cfg))
+    check_shared_stores(4, **_stores(compose_config(["storage.url=postgresql+psycopg://u@h/db", "tracking.uri=http://127.0.0.1:5000"])))
+
+
+def _stores(cfg) -> dict:
+    sections = Sections.of(cfg)
+    return {"storage": sections.storage, "tracking": sections.tracking}

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeps.config.sections import Sections
 from sweeps.lr.runner import record_range_test, run_range_test
 from sweeps.run.sweep import plan_sweep, run_sweep
 from sweeps.track.tracker import SweepTracker
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_range_test_on_real_objectives_brackets_a_good_lr(compose, objective: str, best_lr: float) -> None:
     """The edge lies above a good LR and the suggested window contains it (good LRs measured by hand:
     digits_mlp trains to 0.96 at 1e-2, tiny_transformer to 0.85 at 1e-2, with AdamW)."""
-    report = run_range_test(compose(f"objective={objective}", "lr_find.steps=60", "lr_find.lr_min=1e-6"))
+    report = _range_test(compose(f"objective={objective}", "lr_find.steps=60", "lr_find.lr_min=1e-6"))
     result, suggestion = report.result, report.result.suggestion
     assert result.stopped_early and suggestion.diverged
     assert result.lrs[0] == pytest.approx(1e-6)
@@ -31,7 +32,7 @@ def test_range_test_on_real_objectives_brackets_a_good_lr(compose, objective: st
 
 def test_range_test_is_recorded_as_an_mlflow_run(compose, tmp_path: Path) -> None:
     cfg = compose("lr_find.steps=40")
-    report = run_range_test(cfg)
+    report = _range_test(cfg)
     tracker = SweepTracker(cfg.tracking.uri, "probe", cfg.tracking.artifact_location)
     run_id, plot = record_range_test(tracker, report, plot_dir=tmp_path)
     run = tracker.client.get_run(run_id)
@@ -124,3 +125,7 @@ def test_lr_find_auto_prints_its_readings_and_bounds(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="sweeps", storage=f"sqlite:///{tmp_path}/optuna.db")
     found = study.user_attrs["lr_find"]
     assert f"steepest {found['steepest']:.3g}" in line and f"search.lr {found['search_low']:.3g} – {found['search_high']:.3g}" in line
+
+
+def _range_test(cfg):
+    return run_range_test(objective=cfg.objective, train=cfg.train, settings=Sections.of(cfg).lr_find)

@@ -12,8 +12,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections, SweepSection
 from sweeps.errors import ConfigError
 from sweeps.search.preview import (
+    Budget,
     bracket_of_trial,
     configured_brackets,
     describe_space,
@@ -143,12 +145,12 @@ def test_expected_epochs_per_trial_closed_form(rungs, max_resource, rf, expected
 
 def test_brackets_of_the_default_config() -> None:
     cfg = compose_config([])  # hyperband, min_resource 1, 9 epochs, reduction factor 3
-    brackets = configured_brackets(cfg)
+    brackets = configured_brackets(_sweep(cfg))
     assert [b.rungs for b in brackets] == [(1, 3, 9), (3, 9), (9,)]
     assert [b.allocation_budget for b in brackets] == [9, 5, 3]
     assert [b.expected_epochs_per_trial for b in brackets] == pytest.approx([7 / 3, 5, 9])
-    assert isinstance(make_pruner(cfg), optuna.pruners.HyperbandPruner)
-    assert configured_brackets(compose_config(["sweep.pruner=median"])) == []
+    assert isinstance(make_pruner(_sweep(cfg)), optuna.pruners.HyperbandPruner)
+    assert configured_brackets(_sweep(compose_config(["sweep.pruner=median"]))) == []
 
 
 BUDGETS = [
@@ -168,30 +170,30 @@ BUDGETS = [
 @pytest.mark.parametrize("overrides, worst, expected", BUDGETS)
 def test_budget_arithmetic(overrides: list[str], worst: int, expected: float) -> None:
     cfg = compose_config(["train.epochs=9", "sweep.n_trials=20", *overrides])
-    budget = estimate_budget(cfg)
+    budget = _budget(cfg)
     assert budget.worst_case_epochs == worst
     assert budget.expected_epochs == pytest.approx(expected)
     assert budget.worst_case_seconds is None and budget.expected_seconds is None
-    timed = estimate_budget(cfg, epoch_seconds=2.5)
+    timed = _budget(cfg, epoch_seconds=2.5)
     assert timed.worst_case_seconds == pytest.approx(2.5 * worst)
     assert timed.expected_seconds == pytest.approx(2.5 * expected)
 
 
 def test_a_grid_stops_when_exhausted_and_random_sampling_never_models() -> None:
-    grid = estimate_budget(compose_config(["search=lr_only", "search.lr=choice(0.001, 0.01)", "sweep.sampler=grid", "sweep.pruner=none"]))
+    grid = _budget(compose_config(["search=lr_only", "search.lr=choice(0.001, 0.01)", "sweep.sampler=grid", "sweep.pruner=none"]))
     assert (grid.n_trials, grid.worst_case_epochs, grid.random_trials) == (2, 18, 0)
     assert "grid has 2 points" in grid.notes[0]
-    assert estimate_budget(compose_config(["sweep.sampler=random"])).random_trials == 20
+    assert _budget(compose_config(["sweep.sampler=random"])).random_trials == 20
 
 
 def test_tpe_starts_up_over_the_whole_study_not_per_bracket() -> None:
     """Optuna 5.0's TPE models the space after n_startup_trials of the study, whatever their brackets."""
     cfg = compose_config(["train.epochs=27", "sweep.tpe.n_startup_trials=3"])
-    budget = estimate_budget(cfg)
+    budget = _budget(cfg)
     assert budget.random_trials == 3 and "not per bracket" in budget.notes[0]
 
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=3, multivariate=True)
-    pruner = make_pruner(cfg)
+    pruner = make_pruner(_sweep(cfg))
     study = optuna.create_study(study_name="tpe-startup", direction="maximize", sampler=sampler, pruner=pruner)
     modelled: list[int] = []
     model = sampler._sample
@@ -204,7 +206,7 @@ def test_tpe_starts_up_over_the_whole_study_not_per_bracket() -> None:
 
     study.optimize(objective, n_trials=6)
     assert modelled[0] == budget.random_trials == 3  # with 4 brackets, per-bracket startup would wait for 12
-    brackets = configured_brackets(cfg)
+    brackets = configured_brackets(_sweep(cfg))
     peers = [bracket_of_trial(study.study_name, n, brackets) for n in range(3)].count(bracket_of_trial(study.study_name, 3, brackets))
     assert peers < 3
 
@@ -229,8 +231,8 @@ def test_describe_space_conditional_and_integer_parameters() -> None:
 
 def test_preview_tables_render_space_brackets_and_budget() -> None:
     cfg = compose_config([])
-    budget = estimate_budget(cfg, epoch_seconds=30.0)
-    tables = preview_tables(cfg, parse_search_space(cfg), budget, configured_brackets(cfg))
+    budget = _budget(cfg, epoch_seconds=30.0)
+    tables = preview_tables(_sweep(cfg), parse_search_space(cfg), budget, configured_brackets(_sweep(cfg)))
     console = Console(record=True, width=200)
     for table in tables:
         console.print(table)
@@ -240,29 +242,30 @@ def test_preview_tables_render_space_brackets_and_budget() -> None:
     assert "1h 30m" in text  # worst case: 180 epochs × 30 s
     assert "85.9" in text
     median = compose_config(["sweep.pruner=median"])
-    assert len(preview_tables(median, parse_search_space(median), estimate_budget(median), [])) == 3
+    assert len(preview_tables(_sweep(median), parse_search_space(median), _budget(median), [])) == 3
 
 
 def test_measure_epoch_seconds_of_digits_mlp() -> None:
-    seconds = measure_epoch_seconds(compose_config(["train.device=cpu"]), epochs=2)
+    cfg = compose_config(["train.device=cpu"])
+    seconds = measure_epoch_seconds(objective=cfg.objective, train=cfg.train, epochs=2)
     assert 0 < seconds < 5 and math.isfinite(seconds)
 
 
 def test_measure_epoch_seconds_needs_make_task() -> None:
     cfg = compose_config(["objective=custom", "objective.target=tests.objectives_for_tests:quadratic"])
     with pytest.raises(ConfigError, match="objective.target='tests.objectives_for_tests:quadratic': .*needs .*make_task"):
-        measure_epoch_seconds(cfg)
+        measure_epoch_seconds(objective=cfg.objective, train=cfg.train)
 
 
 def test_time_estimate_adds_the_service_cost() -> None:
     cfg = compose_config(["sweep.pruner=none", "sweep.n_trials=10", "train.epochs=3"])
     service = ServiceCost(startup_seconds=4.0, per_trial_seconds=0.1, close_seconds=3.0, stores="SQLite")
-    budget = estimate_budget(cfg, epoch_seconds=0.5, service=service)
+    budget = _budget(cfg, epoch_seconds=0.5, service=service)
     assert budget.worst_case_seconds == pytest.approx(30 * 0.5 + 4.0 + 10 * 0.1 + 3.0)
     assert budget.expected_seconds == budget.worst_case_seconds  # no pruner
-    assert estimate_budget(cfg, epoch_seconds=0.5).expected_seconds == pytest.approx(15.0)  # epochs only without it
+    assert _budget(cfg, epoch_seconds=0.5).expected_seconds == pytest.approx(15.0)  # epochs only without it
     console = Console(record=True, width=250)
-    for table in preview_tables(cfg, parse_search_space(cfg), budget, []):
+    for table in preview_tables(_sweep(cfg), parse_search_space(cfg), budget, []):
         console.print(table)
     assert "4.0 s start-up, 100 ms per trial, 3.0 s report" in console.export_text()
 
@@ -272,3 +275,11 @@ def test_service_cost_is_measured_with_the_real_service_on_throwaway_stores(tmp_
     cost = measure_service_cost(compose_config(["train.epochs=3"]), n_trials=3)
     assert cost.startup_seconds > 0 and cost.per_trial_seconds > 0 and cost.close_seconds > 0
     assert cost.per_trial_seconds < 10 and list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def _sweep(cfg) -> SweepSection:
+    return Sections.of(cfg).sweep
+
+
+def _budget(cfg, **timing) -> Budget:
+    return estimate_budget(_sweep(cfg), parse_search_space(cfg), **timing)

@@ -12,6 +12,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from objectives import digits_mlp, tiny_transformer
 from sweeps.config.compose import compose_config
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.search.preview import hyperband_brackets
 from sweeps.train.reporter import TrialReporter, recording_reporter
@@ -193,7 +194,7 @@ def test_bad_settings_name_their_key(overrides: tuple[str, ...], key: str) -> No
 )
 def test_rung_epochs_for_the_configured_pruner(overrides: tuple[str, ...], expected: set[int]) -> None:
     cfg = compose_config(list(overrides))
-    assert rung_epochs_for(cfg) == expected
+    assert rung_epochs_for(Sections.of(cfg).sweep) == expected
     if cfg.sweep.pruner == "hyperband":  # reference: the union of the real brackets' rungs below the last epoch
         hb = cfg.sweep.hyperband
         brackets = hyperband_brackets(int(hb.min_resource), int(cfg.train.epochs), int(hb.reduction_factor))

@@ -7,6 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from sweeps.config.sections import Sections
 from sweeps.search.rung_sampler import RungModelSampler, rung_view
 from sweeps.search.seeding import base_sampler
 from sweeps.search.space import parse_search_space
@@ -79,10 +80,10 @@ def test_a_study_on_a_real_storage_is_modelled_at_its_rung(tmp_path) -> None:
 
 def test_the_service_wraps_its_model_only_with_hyperband(compose) -> None:
     cfg = compose("sweep.rung_model.min_trials=10")
-    sampler = make_sampler(cfg, parse_search_space(cfg))
+    sampler = make_sampler(Sections.of(cfg).sweep, parse_search_space(cfg))
     assert isinstance(base_sampler(sampler), RungModelSampler)
     assert isinstance(base_sampler(sampler).inner, optuna.samplers.TPESampler)
     assert base_sampler(sampler).rungs == frozenset({1})  # train.epochs=3: Hyperband min 1, factor 3
     for overrides in (("sweep.rung_model.min_trials=10", "sweep.pruner=median"), ("sweep.rung_model.min_trials=null",)):
         cfg = compose(*overrides)
-        assert isinstance(base_sampler(make_sampler(cfg, parse_search_space(cfg))), optuna.samplers.TPESampler)
+        assert isinstance(base_sampler(make_sampler(Sections.of(cfg).sweep, parse_search_space(cfg))), optuna.samplers.TPESampler)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from sweeps.config.sections import Sections
 from sweeps.search.space import parse_search_space
 from sweeps.search.study import open_study
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.integration
 def _worker(cfg):
     """What a new worker process does: open the study with its own sampler."""
     space = parse_search_space(cfg)
-    return open_study(cfg, space), space
+    sections = Sections.of(cfg)
+    return open_study(sweep=sections.sweep, storage=sections.storage, space=space), space
 
 
 def _value(params: dict) -> float:

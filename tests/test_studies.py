@@ -90,5 +90,5 @@ def test_timeout_stops_starting_trials_and_ends_the_sweep_finished(compose, tmp_
 @pytest.mark.parametrize("value", ["0", "-5", "abc"])
 def test_timeout_must_be_positive_seconds(tmp_path: Path, value: str) -> None:
     done = run_cli("run", *store_overrides(tmp_path), f"sweep.timeout={value}", cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.startswith(f"sweeps: error: sweep.timeout=") and "seconds" in done.stderr
+    assert done.returncode == 2 and done.stderr.startswith("sweeps: error: sweep.timeout=") and "seconds" in done.stderr
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()

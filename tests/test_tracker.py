@@ -7,15 +7,14 @@ import math
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from sweeps.config.sections import TrackingSection
 from sweeps.track.tracker import SweepTracker
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 
 
 def test_metrics_artifacts_and_end_status_through_the_tracker(tmp_path: Path) -> None:
-    section = OmegaConf.create({"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifact_location": str(tmp_path / "artifacts")})
+    section = TrackingSection(uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=str(tmp_path / "artifacts"))
     tracker = SweepTracker.from_section(section, "study-a")
     assert tracker.client.get_experiment(tracker.experiment_id).name == "study-a"
     run_id = tracker.start_run("train", {})

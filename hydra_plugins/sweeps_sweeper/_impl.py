@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial
 
 from hydra_plugins.sweeps_sweeper._job import TrialJob
 from hydra_plugins.sweeps_sweeper._settings import WHERE, local_config
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.results.export import provenance
 from sweeps.run.foreign import TrialAsker, close_foreign_sweep, fail_unfinished, open_foreign_sweep
@@ -72,11 +73,12 @@ class SweepsSweeperImpl:
         search, adds, fixed = split_overrides(self.settings, arguments)
         check_keys(search, adds, self.config)
         space = parse_key_space(search, f"{WHERE}params")
-        if cfg.sweep.sampler == "grid":
+        settings = Sections.of(cfg)
+        if settings.sweep.sampler == "grid":
             space.grid()
-        slots = 1 if _class_name(self.launcher) in SERIAL_LAUNCHERS else int(cfg.sweep.workers)
+        slots = 1 if _class_name(self.launcher) in SERIAL_LAUNCHERS else int(settings.sweep.workers)
         try:
-            check_shared_stores(cfg, slots)
+            check_shared_stores(slots, storage=settings.storage, tracking=settings.tracking)
         except ConfigError as err:
             key = {"storage.url": f"{WHERE}storage", "tracking.uri": f"{WHERE}tracking_uri"}.get(err.key, err.key)
             raise ConfigError(key, err.value, err.problem, err.allowed) from None
@@ -96,14 +98,14 @@ class SweepsSweeperImpl:
         finally:
             asker.close()
             export_dir = Path(str(self.settings.get("export_dir") or Path(str(hydra.sweep.dir)) / "best"))
-            result = close_foreign_sweep(sweep, status, lambda best: export_best(sweep.study, best, cfg, export_dir, self.config), self.aborted)
+            result = close_foreign_sweep(sweep, status, lambda best: export_best(sweep.study, best, settings, export_dir, self.config), self.aborted)
         if self.aborted:
             log.error("sweeps: sweep aborted: %s", self.aborted)
             sys.exit(1)
         best = result.best
         if best is not None:
             log.info("Best trial %d: %s=%.6g; run it: python %s --config-dir %s +experiment=best",
-                     best.number, cfg.sweep.metric, best.value, Path(sys.argv[0]).name, export_dir)
+                     best.number, settings.sweep.metric, best.value, Path(sys.argv[0]).name, export_dir)
 
     def _slot(self, asker: TrialAsker, fixed: list[str], adds: dict[str, str]) -> None:
         """One job slot: ask, launch, repeat until the study's total (or a stop)."""
@@ -128,7 +130,7 @@ class SweepsSweeperImpl:
         log.warning("trial %d failed: %s: %s", number, type(error).__name__, error)
         fail_unfinished(asker.sweep.study, number, f"{type(error).__name__}: {error}")
         if isinstance(error, MetricMissing):
-            self.aborted = f"{asker.sweep.plan.cfg.sweep.metric} {str(error).strip(chr(39) + chr(34))}"
+            self.aborted = f"{asker.sweep.plan.sections.sweep.metric} {str(error).strip(chr(39) + chr(34))}"
             self.stop.set()
 
 
@@ -184,12 +186,12 @@ def format_value(value: Any) -> str:
     return f"'{escaped}'"
 
 
-def export_best(study: optuna.Study, best: FrozenTrial, cfg: DictConfig, folder: Path, config: DictConfig) -> str:
+def export_best(study: optuna.Study, best: FrozenTrial, settings: Sections, folder: Path, config: DictConfig) -> str:
     """Write the best trial as ``<folder>/experiment/best.yaml`` (``# @package _global_``: the
     app runs it with ``--config-dir <folder> +experiment=best``) and ``<folder>/overrides.txt``; the
     provenance (study, trial, run id, value, git commit) heads both. Returns the YAML."""
     overrides = list(best.user_attrs.get(OVERRIDES_ATTR, []))
-    origin = provenance(study, best, str(cfg.storage.url), str(cfg.sweep.metric))
+    origin = provenance(study, best, settings.storage.url, settings.sweep.metric)
     origin = {k: v for k, v in origin.items() if v is not None}
     header = [f"# {key}: {value}" for key, value in origin.items()]
     groups = set(config.hydra.runtime.choices)

@@ -20,6 +20,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeps.config.sections import DIRECTIONS, PRUNERS, SAMPLERS, Sections
 from sweeps.config.validation import check_settings, check_train, config_keys, did_you_mean
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
@@ -27,10 +28,6 @@ from sweeps.run.launcher import check_packing
 from sweeps.track.redact import redact
 from sweeps.train.optimizers import OPTIMIZERS
 from sweeps.train.precision import check_precision
-
-SAMPLERS = ("tpe", "gp", "random", "grid")
-PRUNERS = ("hyperband", "median", "none")
-DIRECTIONS = ("maximize", "minimize")
 
 
 def builtin_config_dir() -> Path:
@@ -86,6 +83,7 @@ def validate(cfg: DictConfig) -> None:
     check_train(OmegaConf.to_container(cfg.train, resolve=True))  # the trainer's own ranges, schedule included
     check_precision(cfg.train)  # train.precision, compile, deterministic (fp16 needs CUDA)
     check_packing(cfg.sweep)  # sweep.workers, sweep.trials_per_gpu
+    Sections.of(cfg)  # the typed sections modules receive: sweep.timeout, lr_find's names, diagnosis.*
 
 
 def load_exported(path: str | Path, overrides: Sequence[str], local: DictConfig) -> DictConfig:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sweeps.config.sections import HIGH_FROM, RAMP_MODES
 from sweeps.errors import ConfigError
 from sweeps.train.schedules import apply_lr
 
@@ -39,7 +40,7 @@ def lr_ramp(lr_min: float, lr_max: float, steps: int, mode: str = "exp") -> list
     decade gets the same number of steps (Smith 2015 used linear; fastai/Lightning default to exp).
     ``linear``: ``lr_min + (lr_max - lr_min) * i / (steps - 1)``.
     """
-    if mode not in ("exp", "linear"):
+    if mode not in RAMP_MODES:
         raise ConfigError("lr_find.mode", mode, "unknown ramp", "exp, linear")
     if not (isinstance(lr_min, (int, float)) and math.isfinite(lr_min) and lr_min > 0):
         raise ConfigError("lr_find.lr_min", lr_min, "must be a finite number > 0", "e.g. 1e-7")
@@ -295,7 +296,6 @@ def plot_range_test(result: RangeTestResult, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-HIGH_FROM = ("min_loss", "edge", "steepest")
 
 
 def search_bounds(suggestion: Suggestion, low_div: float = 10.0, high_div: float = 1.0, high_from: str = "min_loss") -> tuple[float, float]:

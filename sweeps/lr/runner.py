@@ -7,13 +7,14 @@ objective's ``Task`` (its model, data, loss and the configured optimizer) and to
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
+from sweeps.config.sections import LrFindSection
 from sweeps.errors import ConfigError
 from sweeps.lr.finder import RangeTestResult, plot_range_test, range_test, search_bounds
 from sweeps.track.tracker import SweepTracker
@@ -37,41 +38,41 @@ class RangeTestReport:
         return {k: float(v) for k, v in values.items() if v is not None}
 
 
-def objective_task(cfg: DictConfig) -> Task:
-    """The ``Task`` of the configured objective: its module must offer ``make_task(cfg.objective)``."""
-    target = str(cfg.objective.target)
+def objective_task(objective: Mapping[str, Any]) -> Task:
+    """The ``Task`` of an objective section: its module must offer ``make_task(cfg.objective)``."""
+    target = str(objective["target"])
     make_task = objective_hook(target, "make_task")
     if make_task is None:
         raise ConfigError("objective.target", target, "the LR range test needs the objective's module to define make_task(cfg.objective) -> Task")
-    return make_task(cfg.objective)
+    return make_task(objective)
 
 
-def run_range_test(cfg: DictConfig) -> RangeTestReport:
-    """Ramp the LR on the objective's model with the configured optimizer; model state is discarded."""
-    settings = cfg.lr_find
-    task = objective_task(cfg)
-    device = resolve_device(str(cfg.train.device))
+def run_range_test(*, objective: Mapping[str, Any], train: Mapping[str, Any], settings: LrFindSection) -> RangeTestReport:
+    """Ramp the LR on the objective's model with the ``train`` section's optimizer; model state is discarded."""
+    task = objective_task(objective)
+    device = resolve_device(str(train.get("device", "auto")))
     if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(cfg.train.get("threads", "auto")))
-    torch.manual_seed(int(cfg.train.seed))
+        torch.set_num_threads(cpu_threads(train.get("threads", "auto")))
+    seed = int(train.get("seed", 0))
+    torch.manual_seed(seed)
     model = task.build_model().to(device)
     train_data: Batch = tuple(t.to(device) for t in task.train_data)  # type: ignore[assignment]
-    probe = {**cfg.train, "schedule": "constant"}  # the ramp replaces the schedule (and schedule-free's warmup)
-    optimizer = build_optimizer(model, probe, int(settings.steps))
+    probe = {**train, "schedule": "constant"}  # the ramp replaces the schedule (and schedule-free's warmup)
+    optimizer = build_optimizer(model, probe, settings.steps)
     result = range_test(
         model,
         optimizer,
-        _endless_batches(train_data, int(cfg.train.batch_size), int(cfg.train.seed)),
+        _endless_batches(train_data, int(train["batch_size"]), seed),
         task.loss_fn,
-        lr_min=float(settings.lr_min),
-        lr_max=float(settings.lr_max),
-        steps=int(settings.steps),
-        mode=str(settings.mode),
-        beta=float(settings.smooth_beta),
-        diverge_factor=float(settings.diverge_factor),
+        lr_min=settings.lr_min,
+        lr_max=settings.lr_max,
+        steps=settings.steps,
+        mode=settings.mode,
+        beta=settings.smooth_beta,
+        diverge_factor=settings.diverge_factor,
     )
-    high_from = str(settings.get("high_from", "min_loss"))
-    low, high = search_bounds(result.suggestion, float(settings.low_div), float(settings.high_div), high_from)
+    high_from = settings.high_from
+    low, high = search_bounds(result.suggestion, settings.low_div, settings.high_div, high_from)
     return RangeTestReport(result, low, high, ("steepest", _divisor(settings.low_div), high_from, _divisor(settings.high_div)))
 
 

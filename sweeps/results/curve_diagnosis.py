@@ -122,13 +122,16 @@ class Thresholds:
             raise ConfigError("diagnosis.explode_factor", self.explode_factor, "must be > 1 (a multiple of the first loss)")
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any]) -> Thresholds:
-        """Defaults overridden by ``cfg`` (the ``diagnosis`` config group); unknown keys are errors."""
+    def from_mapping(cls, section: Mapping[str, Any]) -> Thresholds:
+        """Defaults overridden by ``section`` (the ``diagnosis`` config group); unknown keys are errors."""
         names = [f.name for f in fields(cls)]
-        for key, value in cfg.items():
+        for key, value in section.items():
             if key not in names:
                 raise ConfigError(f"diagnosis.{key}", value, "unknown diagnosis threshold", ", ".join(names))
-        return cls(**dict(cfg.items()))
+        values = dict(section.items())
+        if values.get("explode_factor", 0) is None:  # ${train.diverge_factor} with the guard off: the curve still reads at 10x
+            del values["explode_factor"]
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sweeps.config.sections import Sections
 from sweeps.track.tracker import SweepTracker, check_tracking, flatten, production_run_name
 from sweeps.train.objective import load_objective, objective_hook
 from sweeps.train.reporter import TrialReporter
@@ -54,7 +55,7 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
     reporter = TrialReporter(metric, sink=lambda epoch, metrics: tracker.log_metrics(run_id, epoch, metrics))
     try:
         value, model = _train(cfg, reporter)
-        test = _test_metrics(cfg, model) if test_split else {}
+        test = _test_metrics(cfg.objective, model) if test_split else {}
         tracker.log_metrics(run_id, reporter.last_epoch, {f"final_{metric}": value, **test})
         tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         if checkpoint and model is not None:
@@ -71,10 +72,11 @@ def train_production(cfg: DictConfig, tracker: SweepTracker, checkpoint: bool = 
 def train_from_config(cfg: DictConfig, checkpoint: bool = False) -> tuple[TrainRun, str]:
     """``sweeps train``: ``cfg`` trained in its source study's experiment (else ``sweep.study_name``'s),
     the run named after the source trial, the test split evaluated; returns the run and the experiment."""
-    check_tracking(str(cfg.tracking.uri))
+    settings = Sections.of(cfg)
+    check_tracking(settings.tracking.uri)
     origin = cfg.get("provenance") or {}
-    experiment = str(origin.get("study") or cfg.sweep.study_name)
-    tracker = SweepTracker.from_section(cfg.tracking, experiment)
+    experiment = str(origin.get("study") or settings.sweep.study_name)
+    tracker = SweepTracker.from_section(settings.tracking, experiment)
     return train_production(cfg, tracker, checkpoint, name=production_run_name(origin), test_split=True), experiment
 
 
@@ -98,18 +100,17 @@ def most_robust(results: Sequence[Reproduction], maximize: bool) -> Reproduction
     return max(results, key=lambda r: (sign * r.mean, -r.std))
 
 
-def seeds_for(cfg: DictConfig, count: int) -> list[int]:
-    """The trial's own seed first, then the next ones."""
-    first = int(cfg.train.seed)
+def seeds_for(first: int, count: int) -> list[int]:
+    """The trial's own seed (``train.seed``) first, then the next ones."""
     return [first + i for i in range(count)]
 
 
-def _test_metrics(cfg: DictConfig, model: Any) -> dict[str, float]:
+def _test_metrics(objective: Mapping[str, Any], model: Any) -> dict[str, float]:
     """The objective module's ``evaluate_test(model, cfg.objective) -> dict`` on the trained model (its
     held-out test split), or nothing when it offers none. Only production training calls it: a sweep
-    selects on validation metrics and never reads the test split (issue 13)."""
-    hook = objective_hook(str(cfg.objective.target), "evaluate_test")
-    return {k: float(v) for k, v in hook(model, cfg.objective).items()} if hook is not None and model is not None else {}
+    selects on validation metrics and never reads the test split."""
+    hook = objective_hook(str(objective["target"]), "evaluate_test")
+    return {k: float(v) for k, v in hook(model, objective).items()} if hook is not None and model is not None else {}
 
 
 def _train(cfg: DictConfig, reporter: TrialReporter) -> tuple[float, Any]:

@@ -15,6 +15,7 @@ import optuna
 from omegaconf import DictConfig, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeps.config.sections import Sections
 from sweeps.errors import ConfigError
 from sweeps.results.export import trial_config
 from sweeps.results.production import Reproduction, most_robust, seeds_for, train_production
@@ -43,7 +44,8 @@ def top_trials(study: optuna.Study, direction: str, top: int) -> list[FrozenTria
 
 def reproduce(study: optuna.Study, cfg: DictConfig, chosen: Sequence[FrozenTrial], seeds: int, advance: Callable[[], None] = lambda: None) -> Reproduced:
     """Train each of ``chosen`` on ``seeds`` seeds (its own first); ``advance`` after each training."""
-    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
+    settings = Sections.of(cfg)
+    tracker = SweepTracker.from_section(settings.tracking, study.study_name)
     parent = tracker.start_run(REPRODUCE_ROLE, {ROLE_TAG: REPRODUCE_ROLE, "sweeps.top": str(len(chosen)), "sweeps.seeds": str(seeds)})
     results = []
     for trial in chosen:
@@ -51,12 +53,12 @@ def reproduce(study: optuna.Study, cfg: DictConfig, chosen: Sequence[FrozenTrial
         with open_dict(trial_cfg):
             trial_cfg.provenance = {"study": study.study_name, "trial": trial.number, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
         values = []
-        for seed in seeds_for(trial_cfg, seeds):
+        for seed in seeds_for(int(trial_cfg.train.seed), seeds):
             trial_cfg.train.seed = seed
             values.append(train_production(trial_cfg, tracker, parent_run_id=parent, name=f"{trial_run_name(trial.number)}-seed-{seed}").value)
             advance()
         results.append(Reproduction(trial.number, tuple(values)))
-    robust = most_robust(results, str(cfg.sweep.direction) == "maximize")
+    robust = most_robust(results, settings.sweep.maximize)
     tracker.log_metrics(parent, None, {**{f"trial_{r.trial}_mean": r.mean for r in results}, **{f"trial_{r.trial}_std": r.std for r in results}})
     tracker.end_trial(parent, Outcome.COMPLETE, {"sweeps.most_robust_trial": str(robust.trial)})
     return Reproduced(results, robust, parent)

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from sweeps.config.sections import Sections, SweepSection
 from sweeps.errors import ConfigError
 from sweeps.results.curve_diagnosis import Thresholds
 from sweeps.results.plots import PlotSet, write_study_plots
 from sweeps.results.sweep_diagnosis import SweepDiagnosis, TrialRow, diagnose_sweep, plot_sweep_diagnosis
-from sweeps.search.space import parse_search_space
+from sweeps.search.space import SearchSpace
 from sweeps.track.tracker import SweepTracker
 
 PLOTS_FOLDER = "plots"
@@ -45,20 +45,17 @@ def diagnosis_rows(study: optuna.Study, still_falling: float = Thresholds.still_
     return rows
 
 
-def _still_falling(cfg: DictConfig) -> float:
-    return Thresholds.from_mapping(cfg.get("diagnosis") or {}).still_falling
-
-
-def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: str, cfg: DictConfig) -> Report:
+def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: str, *, sweep: SweepSection, thresholds: Thresholds,
+                   space: SearchSpace) -> Report:
     """Draw the figures and the diagnosis, log them on the parent run (``plots/``, ``diagnosis/``)."""
     folder = Path(tempfile.mkdtemp(prefix="sweeps-report-"))
-    plots = write_study_plots(study, folder, metric_name=str(cfg.sweep.metric))
+    plots = write_study_plots(study, folder, metric_name=sweep.metric)
     for path in plots.paths():
         tracker.log_artifact(parent_run_id, path, PLOTS_FOLDER)
     if plots.skipped:
         tracker.log_text(parent_run_id, "\n".join(f"{name}: {why}" for name, why in plots.skipped.items()), f"{PLOTS_FOLDER}/skipped.txt")
-    rows = diagnosis_rows(study, _still_falling(cfg))
-    found = diagnose_sweep(rows, str(cfg.sweep.direction), lr_bounds=_searched_lr(study, cfg)) if rows else None
+    rows = diagnosis_rows(study, thresholds.still_falling)
+    found = diagnose_sweep(rows, sweep.direction, lr_bounds=_searched_lr(study, space)) if rows else None
     if found is not None:
         tracker.log_text(parent_run_id, found.to_markdown(), f"{DIAGNOSIS_FOLDER}/report.md")
         figure = plot_sweep_diagnosis(rows, found, folder / "lr_diagnosis.png")
@@ -75,14 +72,14 @@ def publish_report(study: optuna.Study, tracker: SweepTracker, parent_run_id: st
     return Report(plots, found)
 
 
-def publish_study_report(study: optuna.Study, cfg: DictConfig) -> tuple[Report, str]:
+def publish_study_report(study: optuna.Study, *, sections: Sections, space: SearchSpace) -> tuple[Report, str]:
     """``sweeps report`` / ``sweeps diagnose``: ``publish_report`` on the study's parent run, which
-    must exist in the tracking store of ``cfg``; returns the report and the parent run id."""
-    tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
+    must exist in the tracking store of ``sections.tracking``; returns the report and the parent run id."""
+    tracker = SweepTracker.from_section(sections.tracking, study.study_name)
     parent = tracker.find_parent()
     if parent is None:
         raise ConfigError("sweep.study_name", study.study_name, "has no parent run in this tracking store")
-    return publish_report(study, tracker, parent, cfg), parent
+    return publish_report(study, tracker, parent, sweep=sections.sweep, thresholds=sections.diagnosis, space=space), parent
 
 
 def _tag_rereads(study: optuna.Study, tracker: SweepTracker, found: SweepDiagnosis) -> None:
@@ -95,11 +92,11 @@ def _tag_rereads(study: optuna.Study, tracker: SweepTracker, found: SweepDiagnos
             tracker.set_tags(run_id, {"diagnosis.sweep": found.reread_verdicts[trial.number], "diagnosis.sweep_note": note})
 
 
-def _searched_lr(study: optuna.Study, cfg: DictConfig) -> tuple[float, float] | None:
+def _searched_lr(study: optuna.Study, space: SearchSpace) -> tuple[float, float] | None:
     found = study.user_attrs.get("lr_find")
     if found:
         return float(found["search_low"]), float(found["search_high"])
-    for param in parse_search_space(cfg).params:
+    for param in space.params:
         if param.name == "lr" and hasattr(param.distribution, "low"):
             return float(param.distribution.low), float(param.distribution.high)
     return None

@@ -26,7 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.api import TrialContext, reporting_to
 from sweeps.config.compose import builtin_config_dir, to_yaml, validate
+from sweeps.config.sections import StorageSection, SweepSection, TrackingSection
 from sweeps.errors import ConfigError
+from sweeps.run.outcome import Outcome
 from sweeps.run.sweep import LOCAL_KEYS, Sweep, SweepPlan, SweepResult, close_sweep, open_sweep
 from sweeps.run.trial import TrialRunner
 from sweeps.run.trial_slots import TrialSlots
@@ -104,9 +106,10 @@ def absolute_sqlite(url: str, base: Path) -> str:
 def open_foreign_sweep(cfg: DictConfig, space: SearchSpace, search: Mapping[str, Any]) -> Sweep:
     """Check both stores (creating nothing on failure), then create or resume the study and its
     parent run (``sweeps.run.sweep.open_sweep``); the space's specs become parent-run params."""
-    check_storage(str(cfg.storage.url))
-    check_tracking(str(cfg.tracking.uri))
-    sweep = open_sweep(SweepPlan(cfg, space, objective=None))
+    plan = SweepPlan(cfg, space, objective=None)
+    check_storage(plan.sections.storage.url)
+    check_tracking(plan.sections.tracking.uri)
+    sweep = open_sweep(plan)
     specs = {f"search.{k}": v if isinstance(v, str) else to_yaml(OmegaConf.create(v)).strip() for k, v in search.items()}
     sweep.tracker.log_new_params(sweep.parent_run_id, specs)
     return sweep
@@ -122,8 +125,8 @@ class TrialAsker:
 
     def __init__(self, sweep: Sweep) -> None:
         self.sweep = sweep
-        self.total = int(sweep.plan.cfg.sweep.n_trials)
-        self.slots = TrialSlots(str(sweep.plan.cfg.storage.url), sweep.study.study_name)
+        self.total = sweep.plan.sections.sweep.n_trials
+        self.slots = TrialSlots(sweep.plan.sections.storage.url, sweep.study.study_name)
         self.lock = threading.Lock()
 
     def next_trial(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
@@ -157,7 +160,7 @@ def fail_unfinished(study: optuna.Study, number: int, why: str) -> bool:
     trial = optuna.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
     if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
         return False
-    trial.set_user_attr(OUTCOME_ATTR, "failed")
+    trial.set_user_attr(OUTCOME_ATTR, Outcome.FAILED.value)
     trial.set_user_attr("error", why[:500])
     study.tell(number, state=TrialState.FAIL)
     return True
@@ -215,14 +218,14 @@ def _open_study(local_yaml: str) -> tuple[optuna.Study, DictConfig, SweepTracker
     process: a parallel launcher's worker runs many trials, and opening both stores costs
     round-trips (schema checks, experiment and parent-run lookups)."""
     local = OmegaConf.create(local_yaml)
-    storage = make_storage(local)
+    storage = make_storage(StorageSection.from_config(local))
     name = str(local.sweep.study_name)
     stored = stored_config(storage, storage.get_study_id_from_name(name))
     if stored is None:
         raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
     cfg = OmegaConf.create({**stored, **{k: OmegaConf.to_container(local[k], resolve=True) for k in LOCAL_KEYS}})
-    study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(cfg))
-    tracker = SweepTracker.from_section(cfg.tracking, name)
+    study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(SweepSection.from_config(cfg)))
+    tracker = SweepTracker.from_section(TrackingSection.from_config(cfg), name)
     tracker.parent_run_id = tracker.find_parent()
     return study, cfg, tracker
 

@@ -15,13 +15,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from omegaconf import DictConfig, OmegaConf
-
+from sweeps.config.sections import Sections, StorageSection, TrackingSection
 from sweeps.errors import ConfigError
 from sweeps.track.redact import redact
 
@@ -43,17 +42,17 @@ class Assignment:
     overrides: tuple[str, ...] = ()
 
 
-def check_shared_stores(cfg: DictConfig, workers: int) -> None:
+def check_shared_stores(workers: int, *, storage: StorageSection, tracking: TrackingSection) -> None:
     """Refuse several writers on stores that cannot take them, and say what to use instead."""
     if workers <= 1:
         return
-    if str(cfg.storage.url).startswith("sqlite"):
+    if storage.url.startswith("sqlite"):
         raise ConfigError(
-            "storage.url", str(cfg.storage.url),
+            "storage.url", storage.url,
             f"{workers} workers cannot share an SQLite study (concurrent writers lock the file, optuna#820)", POSTGRES_HINT,
         )
-    if urlparse(str(cfg.tracking.uri)).scheme in ("sqlite", "", "file"):
-        raise ConfigError("tracking.uri", str(cfg.tracking.uri), f"{workers} workers cannot write one local MLflow store", SERVER_HINT)
+    if urlparse(tracking.uri).scheme in ("sqlite", "", "file"):
+        raise ConfigError("tracking.uri", tracking.uri, f"{workers} workers cannot write one local MLflow store", SERVER_HINT)
 
 
 def check_packing(sweep_cfg: Any) -> None:
@@ -86,35 +85,35 @@ def worker_count(setting: Any, trials_per_gpu: int, gpus: Sequence[str], shared_
     return packed, None
 
 
-def resolve_workers(cfg: DictConfig) -> tuple[int, str | None]:
-    """``sweep.workers`` of a composed config as a number (``worker_count``); GPUs are counted only for ``auto``."""
-    setting = cfg.sweep.get("workers", 1)
-    on_gpu = setting == "auto" and str(cfg.train.get("device", "auto")) != "cpu"
-    gpus = gpu_ids(cfg.sweep.get("gpus", "auto")) if on_gpu else []
-    return worker_count(setting, int(cfg.sweep.get("trials_per_gpu", 1)), gpus, stores_take_several_writers(cfg))
+def resolve_workers(sections: Sections, *, device: str = "auto") -> tuple[int, str | None]:
+    """``sweep.workers`` as a number (``worker_count``); GPUs are counted only for ``auto`` off the CPU (``train.device``)."""
+    sweep = sections.sweep
+    on_gpu = sweep.workers == "auto" and device != "cpu"
+    gpus = gpu_ids(sweep.gpus) if on_gpu else []
+    return worker_count(sweep.workers, sweep.trials_per_gpu, gpus, stores_take_several_writers(storage=sections.storage, tracking=sections.tracking))
 
 
-def stores_take_several_writers(cfg: DictConfig) -> bool:
+def stores_take_several_writers(*, storage: StorageSection, tracking: TrackingSection) -> bool:
     try:
-        check_shared_stores(cfg, 2)
+        check_shared_stores(2, storage=storage, tracking=tracking)
     except ConfigError:
         return False
     return True
 
 
-def store_urls_env(cfg: DictConfig) -> dict[str, str]:
+def store_urls_env(*, storage: StorageSection, tracking: TrackingSection) -> dict[str, str]:
     """The store URLs for local workers, as the environment variables the config reads
     (``conf/storage``, ``conf/tracking``): a URL holds the database password, and a process's
     command line is visible to every user of the machine (``ps``); its environment is not."""
-    return {"SWEEPS_STORAGE_URL": str(cfg.storage.url), "MLFLOW_TRACKING_URI": str(cfg.tracking.uri)}
+    return {"SWEEPS_STORAGE_URL": storage.url, "MLFLOW_TRACKING_URI": tracking.uri}
 
 
-def store_settings(cfg: DictConfig) -> list[str]:
+def store_settings(*, storage: StorageSection, tracking: TrackingSection) -> list[str]:
     """The other ``storage.*`` / ``tracking.*`` settings of this sweep, as worker overrides."""
     overrides = []
-    for section, secret in (("storage", "url"), ("tracking", "uri")):
-        for key, value in OmegaConf.to_container(cfg[section], resolve=True).items():
-            if key != secret and not isinstance(value, (dict, list)):
+    for section, settings, secret in (("storage", storage, "url"), ("tracking", tracking, "uri")):
+        for key, value in asdict(settings).items():
+            if key != secret:
                 overrides.append(f"{section}.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}")
     return overrides
 
@@ -205,11 +204,12 @@ def run_local_workers(
     once the study is open; ``say`` gets each failed worker's last lines."""
     from sweeps.run.sweep import close_sweep, open_sweep, total_reached  # the sweep stack: after every check
 
-    cfg = plan.cfg
+    stores = {"storage": plan.sections.storage, "tracking": plan.sections.tracking}
     sweep = open_sweep(plan)
     on_open(sweep.study)
-    common = [*store_settings(cfg), f"sweep.study_name={sweep.study.study_name}", f"train.device={cfg.train.device}"]
-    local = LocalWorkers(assign_workers(workers, gpu_ids(cfg.sweep.gpus), cfg.train.threads), common, config_dir, env=store_urls_env(cfg))
+    train = plan.cfg.train
+    common = [*store_settings(**stores), f"sweep.study_name={sweep.study.study_name}", f"train.device={train.device}"]
+    local = LocalWorkers(assign_workers(workers, gpu_ids(plan.sections.sweep.gpus), train.threads), common, config_dir, env=store_urls_env(**stores))
     codes = local.wait(lambda: on_progress(sweep.study), stop_requested)
     report = local.failure_report(codes)
     if report:

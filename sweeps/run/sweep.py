@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -20,10 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial
 
 from sweeps.config.compose import to_yaml
+from sweeps.config.sections import Sections
 from sweeps.config.validation import check_search_against_trainer
 from sweeps.errors import ConfigError, SweepFailed
 from sweeps.lr.runner import objective_task, record_range_test, run_range_test
-from sweeps.results.curve_diagnosis import Thresholds
 from sweeps.results.study_report import Report, publish_report
 from sweeps.run.outcome import Outcome
 from sweeps.run.outcome import outcome_counts as count_outcomes
@@ -49,9 +50,16 @@ LOCAL_KEYS = ("storage", "tracking")
 
 @dataclass(frozen=True)
 class SweepPlan:
+    """A validated sweep: its composed config (what each trial's config starts from), its typed
+    sections (what the service reads), its search space and objective."""
+
     cfg: DictConfig
     space: SearchSpace
-    objective: Objective
+    objective: Objective | None
+
+    @cached_property
+    def sections(self) -> Sections:
+        return Sections.of(self.cfg)
 
 
 @dataclass
@@ -86,55 +94,54 @@ class SweepResult:
 
 def plan_sweep(cfg: DictConfig) -> SweepPlan:
     """Validate a composed config end to end; raises ``ConfigError``; writes nothing."""
+    sections = Sections.of(cfg)  # every service section typed; sweep.timeout, diagnosis.* checked
     space = parse_search_space(cfg)
     check_search_against_trainer(cfg, space)  # a bound no trial could train with is refused here
-    if cfg.sweep.sampler == "grid":
+    if sections.sweep.sampler == "grid":
         space.grid()
     objective = load_objective(cfg)
-    _deadline(cfg)  # validates sweep.timeout
-    Thresholds.from_mapping(cfg.get("diagnosis") or {})
     check_rung_eval(cfg.train)  # a bad value must stop the sweep here, not fail its first trial
-    if cfg.lr_find.enabled:
+    if sections.lr_find.enabled:
         if not any(p.name == "lr" and p.target == "train.lr" for p in space.params):
             raise ConfigError("lr_find", "auto", "seeds search.lr (setting train.lr), which this search space lacks")
-        objective_task(cfg)
+        objective_task(cfg.objective)
     tune_sqlite_connections()  # validates SWEEPS_SQLITE_JOURNAL before anything is written
-    check_storage(str(cfg.storage.url))
-    check_tracking(str(cfg.tracking.uri))
+    check_storage(sections.storage.url)
+    check_tracking(sections.tracking.uri)
     return SweepPlan(cfg, space, objective)
 
 
 def open_sweep(plan: SweepPlan) -> Sweep:
     """Create or resume the study and its parent run; fail stale trials, close their runs."""
-    cfg = plan.cfg
-    with store_init_lock(str(cfg.storage.url), str(cfg.tracking.uri)):  # two processes on fresh SQLite stores
-        study = open_study(cfg, plan.space)
+    cfg, settings = plan.cfg, plan.sections
+    with store_init_lock(settings.storage.url, settings.tracking.uri):  # two processes on fresh SQLite stores
+        study = open_study(sweep=settings.sweep, storage=settings.storage, space=plan.space)
         # another search space, objective or trainer on an existing study is refused (sweeps.search.study_config)
-        version = remember(study, shareable_config(cfg), bool(cfg.sweep.get("allow_config_change", False)))
-        if stored_total(study) != int(cfg.sweep.n_trials):
-            set_total(study, int(cfg.sweep.n_trials))  # workers of this study re-read it before each trial
-        tracker = SweepTracker.from_section(cfg.tracking, study.study_name)
-    reaper = Reaper(tracker, float(cfg.storage.get("reap_interval", 60)))
+        version = remember(study, shareable_config(cfg), settings.sweep.allow_config_change)
+        if stored_total(study) != settings.sweep.n_trials:
+            set_total(study, settings.sweep.n_trials)  # workers of this study re-read it before each trial
+        tracker = SweepTracker.from_section(settings.tracking, study.study_name)
+    reaper = Reaper(tracker, settings.storage.reap_interval)
     reaper(study)
-    parent_run_id = tracker.open_parent(_parent_tags(cfg))
+    parent_run_id = tracker.open_parent(_parent_tags(settings, objective=str(cfg.objective.name)))
     changed = tracker.log_new_params(parent_run_id, sweep_params(shareable_config(cfg)))
     tracker.set_tags(parent_run_id, {f"sweeps.changed.{k}": f"{old} -> {now}" for k, (old, now) in changed.items()})
     tracker.log_text(parent_run_id, to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in LOCAL_KEYS])), "sweep_config.yaml")
-    if cfg.lr_find.enabled:
+    if settings.lr_find.enabled:
         plan = _seed_lr_bounds(plan, study, tracker, parent_run_id)
     return Sweep(plan, study, tracker, parent_run_id, reaper, version)
 
 
 def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag | None = None, max_trials: int | None = None) -> tuple[int, str | None]:
     """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
-    plan = sweep.plan
+    plan, settings = sweep.plan, sweep.plan.sections
     runner = TrialRunner(plan.cfg, plan.space, guard_out_of_memory(plan.objective), sweep.tracker, stop)  # GPU OOM fails the trial only
-    slots = TrialSlots(str(plan.cfg.storage.url), sweep.study.study_name, retry_deadline=float(plan.cfg.storage.grace_period))
+    slots = TrialSlots(settings.storage.url, sweep.study.study_name, retry_deadline=float(settings.storage.grace_period))
     try:
-        total = lambda: stored_total(sweep.study, default=int(plan.cfg.sweep.n_trials))  # noqa: E731
-        deadline = _deadline(plan.cfg)
+        total = lambda: stored_total(sweep.study, default=settings.sweep.n_trials)  # noqa: E731
+        deadline = _deadline(settings.sweep.timeout)
         versioned = {TRIAL_VERSION_ATTR: sweep.config_version} if stored_config(sweep.study, key=VERSIONS_ATTR) else None
-        failures = FailureStreak(int(plan.cfg.sweep.get("max_failures", 0)))
+        failures = FailureStreak(settings.sweep.max_failures)
         ran = run_trials(sweep.study, runner, total, [*callbacks, sweep.reaper], stop, max_trials, slots=slots, deadline=deadline,
                          trial_attrs=versioned, failures=failures)
     finally:
@@ -143,24 +150,20 @@ def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag |
         raise SweepFailed(failures.reason())
     if deadline is not None and time.monotonic() >= deadline and not total_reached(sweep):
         sweep.timed_out = True
-        sweep.tracker.set_tags(sweep.parent_run_id, {"sweeps.timeout_reached": f"{plan.cfg.sweep.timeout:g} s, after {ran} trials here"})
+        sweep.tracker.set_tags(sweep.parent_run_id, {"sweeps.timeout_reached": f"{settings.sweep.timeout:g} s, after {ran} trials here"})
     return ran, runner.aborted
 
 
-def _deadline(cfg: DictConfig) -> float | None:
+def _deadline(timeout: float | None) -> float | None:
     """``time.monotonic()`` after which no trial starts (``sweep.timeout`` seconds from now), or None."""
-    timeout = cfg.sweep.get("timeout")
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigError("sweep.timeout", timeout, "must be a number of seconds > 0", "null (no limit), 3600")
-    return time.monotonic() + float(timeout)
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = None) -> SweepResult:
     """Summary metrics, best config and final status on the parent run."""
     result = SweepResult(sweep.study, sweep.parent_run_id, ran, outcome_counts(sweep.study), aborted)
-    metric = str(sweep.plan.cfg.sweep.metric)
+    settings = sweep.plan.sections
+    metric = settings.sweep.metric
     # every outcome, 0 included: a resumed sweep overwrites the counts of the last run (no stale n_waiting)
     seen = {*(o.value for o in Outcome), *result.counts}
     metrics = {f"n_{outcome}": float(result.counts.get(outcome, 0)) for outcome in sorted(seen)}
@@ -175,7 +178,8 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
     if aborted:
         tags["sweeps.error"] = aborted
     try:
-        result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep.plan.cfg)
+        result.report = publish_report(sweep.study, sweep.tracker, sweep.parent_run_id, sweep=settings.sweep,
+                                       thresholds=settings.diagnosis, space=sweep.plan.space)
     except Exception as err:  # a figure must never cost the sweep its summary or its final status
         tags["sweeps.report_error"] = f"{type(err).__name__}: {err}"[:500]
     sweep.tracker.close_parent(status, metrics, tags)
@@ -183,7 +187,7 @@ def close_sweep(sweep: Sweep, status: str, ran: int = 0, aborted: str | None = N
 
 
 def total_reached(sweep: Sweep) -> bool:
-    return finished_count(sweep.study) >= stored_total(sweep.study, default=int(sweep.plan.cfg.sweep.n_trials))
+    return finished_count(sweep.study) >= stored_total(sweep.study, default=sweep.plan.sections.sweep.n_trials)
 
 
 def stored_total(study: optuna.Study, default: int | None = None) -> int | None:
@@ -297,7 +301,7 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
     """
     found = study.user_attrs.get(LR_FIND_ATTR)
     if found is None:
-        report = run_range_test(plan.cfg)
+        report = run_range_test(objective=plan.cfg.objective, train=plan.cfg.train, settings=plan.sections.lr_find)
         run_id, plot = record_range_test(tracker, report, parent_run_id)
         found = {**report.summary(), "run_id": run_id}
         study.set_user_attr(LR_FIND_ATTR, found)
@@ -307,14 +311,15 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
     return SweepPlan(plan.cfg, space, plan.objective)
 
 
-def _parent_tags(cfg: DictConfig) -> dict[str, str]:
+def _parent_tags(settings: Sections, *, objective: str) -> dict[str, str]:
+    sweep = settings.sweep
     return {
-        "sweeps.objective": str(cfg.objective.name),
-        "sweeps.storage": redact(str(cfg.storage.url)),
-        "sweeps.sampler": str(cfg.sweep.sampler),
-        "sweeps.pruner": str(cfg.sweep.pruner),
-        "sweeps.metric": str(cfg.sweep.metric),
-        "sweeps.direction": str(cfg.sweep.direction),
-        "sweeps.n_trials": str(cfg.sweep.n_trials),
+        "sweeps.objective": objective,
+        "sweeps.storage": redact(settings.storage.url),
+        "sweeps.sampler": sweep.sampler,
+        "sweeps.pruner": sweep.pruner,
+        "sweeps.metric": sweep.metric,
+        "sweeps.direction": sweep.direction,
+        "sweeps.n_trials": str(sweep.n_trials),
         "sweeps.status": "running",
     }

@@ -15,14 +15,15 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps.results.curve_diagnosis import Curves, Thresholds, diagnose
+from sweeps.config.sections import Sections
+from sweeps.results.curve_diagnosis import Curves, diagnose
 from sweeps.run.outcome import OUTCOME_ATTR, Outcome
 from sweeps.run.signals import StopFlag
 from sweeps.search.space import SearchSpace, apply_params
 from sweeps.search.study import pruning_epochs, report_epochs
 from sweeps.track.tracker import SweepTracker, flatten, loss_until_blow_up
 from sweeps.train.objective import Objective
-from sweeps.train.reporter import Diverged, Interrupted, MetricMissing, Pruned, Reporter, TrialReporter
+from sweeps.train.reporter import Diverged, Interrupted, MetricMissing, Pruned, TrialReporter
 
 RUN_ID_ATTR = "mlflow_run_id"
 
@@ -31,18 +32,19 @@ class TrialRunner:
     """The callable given to ``study.optimize``: runs one trial, records its outcome everywhere."""
 
     def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker, stop: StopFlag | None = None) -> None:
-        self.cfg = cfg
+        self.cfg = cfg  # each trial's config: this with the sampled params applied (what the objective gets)
         self.stop = stop or StopFlag()
         self.space = space
         self.objective = objective
         self.tracker = tracker
-        self.metric = str(cfg.sweep.metric)
-        self.thresholds = Thresholds.from_mapping(cfg.get("diagnosis") or {})
-        self.log_steps = bool(cfg.tracking.get("log_steps", False))
-        self.flush_seconds = float(cfg.tracking.get("flush_seconds", 5.0))
-        self.report_epochs = report_epochs(cfg)
-        self.pruning_epochs = pruning_epochs(cfg)
-        self.pruner_reads = str(cfg.sweep.pruner) != "none"
+        settings = Sections.of(cfg)
+        self.metric = settings.sweep.metric
+        self.thresholds = settings.diagnosis
+        self.log_steps = settings.tracking.log_steps
+        self.flush_seconds = settings.tracking.flush_seconds
+        self.report_epochs = report_epochs(settings.sweep)
+        self.pruning_epochs = pruning_epochs(settings.sweep)
+        self.pruner_reads = settings.sweep.pruner != "none"
         self.aborted: str | None = None  # why the whole sweep must stop (no other trial would do better)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -56,13 +58,13 @@ class TrialRunner:
             sink=self.buffer.add,
             stop_requested=lambda: self.stop.name or None,
             step_sink=self._log_steps if self.log_steps else None,
+            rung_epochs=self.pruning_epochs,  # where rung evaluation (cooldown/averaged) is worth it
         )
-        reporter.rung_epochs = self.pruning_epochs  # where rung evaluation (cooldown/averaged) is worth it
         self.reporter = reporter
         try:
             value = float(self.objective(trial_cfg, reporter))
         except Pruned as stop:
-            tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, trial_cfg)}
+            tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes"))}
             self._end(trial, run_id, Outcome.PRUNED, tags)
             raise optuna.TrialPruned(str(stop)) from None
         except Diverged as stop:
@@ -70,7 +72,7 @@ class TrialRunner:
             tags = {"sweeps.pruned_at_epoch": str(epoch), "sweeps.diverged_at_step": str(stop.step), "sweeps.diverged_lr": f"{stop.lr:.6g}"}
             trial.set_user_attr("diverged_at_step", stop.step)
             trial.set_user_attr("diverged_lr", stop.lr)
-            tags.update(self._diagnose(trial, reporter, trial_cfg, diverged_at_step=max(stop.step, 0)))
+            tags.update(self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes"), diverged_at_step=max(stop.step, 0)))
             if not self.log_steps:  # with log_steps they are logged already
                 self._log_blow_up(reporter)
             self._end(trial, run_id, Outcome.DIVERGED, tags)
@@ -93,17 +95,17 @@ class TrialRunner:
         if not math.isfinite(value):
             self._end(trial, run_id, Outcome.DIVERGED, {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
             raise optuna.TrialPruned(f"objective returned {value}")
-        self._end(trial, run_id, Outcome.COMPLETE, self._diagnose(trial, reporter, trial_cfg), metrics={f"final_{self.metric}": value})
+        self._end(trial, run_id, Outcome.COMPLETE, self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes")), metrics={f"final_{self.metric}": value})
         return value
 
-    def _diagnose(self, trial: optuna.Trial, reporter: TrialReporter, trial_cfg: DictConfig, diverged_at_step: int | None = None) -> dict[str, str]:
+    def _diagnose(self, trial: optuna.Trial, reporter: TrialReporter, n_classes: int | None, diverged_at_step: int | None = None) -> dict[str, str]:
         """Read the trial's curves; the verdict goes to Optuna user attrs and MLflow tags."""
         curves = Curves(
             step_losses=reporter.step_losses,
             step_lrs=reporter.step_lrs,
             epochs=reporter.history,
             diverged_at_step=diverged_at_step,
-            n_classes=trial_cfg.objective.get("n_classes"),
+            n_classes=n_classes,
         )
         found = diagnose(curves, self.thresholds)
         trial.set_user_attr("diagnosis", found.verdict)

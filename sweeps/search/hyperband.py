@@ -25,9 +25,12 @@ import binascii
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sweeps.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sweeps.config.sections import SweepSection
 
 
 @dataclass(frozen=True)
@@ -122,28 +125,33 @@ def expected_epochs_per_trial(rungs: Sequence[int], max_resource: int, reduction
     return expected
 
 
-def pruning_epochs(cfg: Any) -> frozenset[int]:
+def pruning_epochs(sweep: SweepSection) -> frozenset[int]:
     """Epochs at which the configured pruner judges a trial, the last epoch excluded.
 
     Hyperband: ``rung_epochs`` (the union over its brackets). Median: every epoch from
     ``sweep.median.n_warmup_steps`` on. None: no epoch.
     """
-    epochs = int(cfg.train.epochs)
-    pruner = str(cfg.sweep.pruner)
-    if pruner == "hyperband":
-        hb = cfg.sweep.hyperband
-        return rung_epochs(int(hb.min_resource), epochs, int(hb.reduction_factor))
-    if pruner == "median":
-        return frozenset(range(max(1, int(cfg.sweep.median.get("n_warmup_steps", 0))), epochs))
-    if pruner == "none":
+    epochs = sweep.max_epochs
+    if sweep.pruner == "hyperband":
+        return rung_epochs(sweep.hyperband.min_resource, epochs, sweep.hyperband.reduction_factor)
+    if sweep.pruner == "median":
+        return frozenset(range(max(1, sweep.median.n_warmup_steps), epochs))
+    if sweep.pruner == "none":
         return frozenset()
-    raise ConfigError("sweep.pruner", pruner, "unknown pruner", "hyperband, median, none")
+    raise ConfigError("sweep.pruner", sweep.pruner, "unknown pruner", "hyperband, median, none")
 
 
-def report_epochs(cfg: Any) -> frozenset[int]:
+def report_epochs(sweep: SweepSection) -> frozenset[int]:
     """Epochs at which a trial reports to the study: where its pruner reads (each report is a
     storage round-trip); with no pruner, every epoch but the last, so the intermediate-values plot
     has curves."""
-    if str(cfg.sweep.pruner) == "none":
-        return frozenset(range(1, int(cfg.train.epochs)))
-    return pruning_epochs(cfg)
+    if sweep.pruner == "none":
+        return frozenset(range(1, sweep.max_epochs))
+    return pruning_epochs(sweep)
+
+
+def configured_brackets(sweep: SweepSection) -> list[Bracket]:
+    """The brackets of the configured Hyperband pruner (``sweeps.search.study.make_pruner``); ``[]`` for other pruners."""
+    if sweep.pruner != "hyperband":
+        return []
+    return hyperband_brackets(sweep.hyperband.min_resource, sweep.max_epochs, sweep.hyperband.reduction_factor)

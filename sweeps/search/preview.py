@@ -13,31 +13,25 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from rich.table import Table
 
+from sweeps.config.sections import SweepSection
 from sweeps.errors import ConfigError
-from sweeps.search.hyperband import Bracket, bracket_of_trial, expected_epochs_per_trial, hyperband_brackets  # noqa: F401  (also imported from here)
+from sweeps.search.hyperband import Bracket, bracket_of_trial, configured_brackets, expected_epochs_per_trial, hyperband_brackets  # noqa: F401  (also imported from here)
 from sweeps.search.service_cost import ServiceCost
-from sweeps.search.space import SearchParam, SearchSpace, parse_search_space
+from sweeps.search.space import SearchParam, SearchSpace
 from sweeps.train.objective import objective_hook
 from sweeps.train.reporter import TrialStopped
 
 # Median pruner approximation (see ``estimate_budget``): the share of post-startup trials pruned
 # at their first check; the rest run every epoch.
 MEDIAN_PRUNED_FRACTION = 0.5
-
-
-def configured_brackets(cfg: DictConfig) -> list[Bracket]:
-    """The brackets of the configured Hyperband pruner (``sweeps.search.study.make_pruner``); ``[]`` for other pruners."""
-    if cfg.sweep.pruner != "hyperband":
-        return []
-    hb = cfg.sweep.hyperband
-    return hyperband_brackets(int(hb.min_resource), int(cfg.train.epochs), int(hb.reduction_factor))
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class Budget:
         return None if self.epoch_seconds is None else self.expected_epochs * self.epoch_seconds + self.service_seconds
 
 
-def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None, service: ServiceCost | None = None) -> Budget:
+def estimate_budget(sweep: SweepSection, space: SearchSpace, *, epoch_seconds: float | None = None, service: ServiceCost | None = None) -> Budget:
     """Worst-case and expected epochs (and seconds, given one epoch's time) of the configured sweep.
 
     Expected epochs by pruner:
@@ -83,19 +77,18 @@ def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None, service
       taken over completed trials only, which are survivors, and checks go on at every epoch, so
       more trials are pruned in practice: read it as an upper estimate.
     """
-    sweep = cfg.sweep
-    epochs = int(cfg.train.epochs)
-    n_trials = int(sweep.n_trials)
+    epochs = sweep.max_epochs
+    n_trials = sweep.n_trials
     notes: list[str] = []
     if sweep.sampler == "grid":
-        grid_size = math.prod(len(values) for values in parse_search_space(cfg).grid().values())
+        grid_size = math.prod(len(values) for values in space.grid().values())
         if grid_size < n_trials:
             notes.append(f"the grid has {grid_size} points: the sweep stops after {grid_size} of sweep.n_trials={n_trials}")
         n_trials = min(n_trials, grid_size)
     worst = n_trials * epochs
-    pruner = str(sweep.pruner)
+    pruner = sweep.pruner
     if pruner == "hyperband":
-        brackets = configured_brackets(cfg)
+        brackets = configured_brackets(sweep)
         per_trial = sum(b.share * b.expected_epochs_per_trial for b in brackets)
         expected = n_trials * per_trial
         assumption = (
@@ -103,8 +96,8 @@ def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None, service
             f"state; the first trials of each bracket are promoted more often, so early trials cost more"
         )
     elif pruner == "median":
-        startup = min(n_trials, max(int(sweep.median.n_startup_trials), 1))
-        first_check = max(int(sweep.median.n_warmup_steps), 1)
+        startup = min(n_trials, max(sweep.median.n_startup_trials, 1))
+        first_check = max(sweep.median.n_warmup_steps, 1)
         later = MEDIAN_PRUNED_FRACTION * min(first_check, epochs) + (1 - MEDIAN_PRUNED_FRACTION) * epochs
         expected = startup * epochs + (n_trials - startup) * later
         assumption = (
@@ -116,7 +109,7 @@ def estimate_budget(cfg: DictConfig, epoch_seconds: float | None = None, service
         assumption = "no pruner: every trial runs all epochs"
     random_trials = n_trials if sweep.sampler == "random" else 0
     if sweep.sampler == "tpe":
-        random_trials = min(n_trials, int(sweep.tpe.n_startup_trials))
+        random_trials = min(n_trials, sweep.tpe.n_startup_trials)
         if pruner == "hyperband":
             # Optuna's HyperbandPruner docstring (lines 39-52) says TPE starts up per bracket; in 5.0 it
             # does not: TPE counts and models trials via Study._get_trials, which the bracket study
@@ -145,27 +138,27 @@ class _EpochClock:
             raise _EpochsTimed()
 
 
-def measure_epoch_seconds(cfg: DictConfig, epochs: int = 2) -> float:
-    """Wall seconds of one epoch (training and evaluation) of the configured built-in objective.
+def measure_epoch_seconds(*, objective: Mapping[str, Any], train: Mapping[str, Any], epochs: int = 2) -> float:
+    """Wall seconds of one epoch (training and evaluation) of a built-in objective (its ``objective`` section).
 
-    Trains with ``cfg.train`` as configured (its schedule built for all ``train.epochs``) and stops
+    Trains with the ``train`` section as configured (its schedule built for all ``train.epochs``) and stops
     after ``epochs`` epochs. Returns the median of epochs 2.. (the first pays for model building,
     data transfer and warm-up), or the first epoch's time when only one ran. Excludes the sweep's
     own per-epoch overhead (Optuna and MLflow writes).
     """
-    from sweeps.train.training import train  # torch: imported only when measuring
+    from sweeps.train.training import train as run_training  # torch: imported only when measuring
 
-    target = "???" if OmegaConf.is_missing(cfg.objective, "target") else str(cfg.objective.get("target") or "")
+    target = "???" if OmegaConf.is_missing(objective, "target") else str(objective.get("target") or "")
     try:
         make_task = objective_hook(target, "make_task")
     except ImportError as err:
         raise ConfigError("objective.target", target, f"cannot import {err.name or 'its module'} ({err})") from None
     if make_task is None:
         raise ConfigError("objective.target", target, "timing an epoch needs the objective's module to define make_task(cfg.objective) -> Task")
-    task = make_task(cfg.objective)  # loading data is not part of an epoch
+    task = make_task(objective)  # loading data is not part of an epoch
     clock = _EpochClock(max(1, epochs))
     try:
-        train(task, cfg.train, clock)
+        run_training(task, train, clock)
     except _EpochsTimed:
         pass
     durations = [later - earlier for earlier, later in zip(clock.stamps, clock.stamps[1:])]
@@ -216,7 +209,7 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def preview_tables(cfg: DictConfig, space: SearchSpace, budget: Budget, brackets: Sequence[Bracket]) -> list[Table]:
+def preview_tables(sweep: SweepSection, space: SearchSpace, budget: Budget, brackets: Sequence[Bracket]) -> list[Table]:
     """The search space, the sampler and pruner, Hyperband's brackets (if any) and the budget."""
     tables = []
     space_table = Table(title=f"search space ({len(space.params)} parameters)")
@@ -230,14 +223,14 @@ def preview_tables(cfg: DictConfig, space: SearchSpace, budget: Budget, brackets
     setup.add_column("setting")
     setup.add_column("value")
     setup.add_row("trials", f"{budget.n_trials} × up to {budget.epochs_per_trial} epochs (train.epochs)")
-    setup.add_row("sampler", _sampler_words(cfg, budget))
-    setup.add_row("pruner", _pruner_words(cfg, brackets))
+    setup.add_row("sampler", _sampler_words(sweep, budget))
+    setup.add_row("pruner", _pruner_words(sweep, brackets))
     for note in budget.notes:
         setup.add_row("note", note)
     tables.append(setup)
 
     if brackets:
-        study_name = str(cfg.sweep.study_name)
+        study_name = sweep.study_name
         bracket_table = Table(title="Hyperband brackets", caption="expected epochs: steady state, keeping 1/reduction_factor at each rung")
         for column in ("bracket", "share", f"trials of {study_name}", "rungs (epochs)", "expected epochs/trial"):
             bracket_table.add_column(column, justify="right")
@@ -265,27 +258,26 @@ def preview_tables(cfg: DictConfig, space: SearchSpace, budget: Budget, brackets
     return tables
 
 
-def _sampler_words(cfg: DictConfig, budget: Budget) -> str:
-    sampler = str(cfg.sweep.sampler)
+def _sampler_words(sweep: SweepSection, budget: Budget) -> str:
+    sampler = sweep.sampler
     if sampler == "tpe":
-        return f"tpe: {budget.random_trials} random startup trials, then TPE (multivariate={bool(cfg.sweep.tpe.multivariate)})"
+        return f"tpe: {budget.random_trials} random startup trials, then TPE (multivariate={sweep.tpe.multivariate})"
     if sampler == "random":
         return "random"
     if sampler == "gp":
-        return f"gp: {int(cfg.sweep.gp.n_startup_trials)} random startup trials, then a Gaussian process (Optuna's GPSampler)"
+        return f"gp: {sweep.gp.n_startup_trials} random startup trials, then a Gaussian process (Optuna's GPSampler)"
     return "grid: every combination once"
 
 
-def _pruner_words(cfg: DictConfig, brackets: Sequence[Bracket]) -> str:
-    sweep = cfg.sweep
+def _pruner_words(sweep: SweepSection, brackets: Sequence[Bracket]) -> str:
     if sweep.pruner == "hyperband":
         hb = sweep.hyperband
         return (
             f"hyperband: {len(brackets)} brackets, min_resource {hb.min_resource}, "
-            f"max_resource {cfg.train.epochs} (train.epochs), reduction_factor {hb.reduction_factor}"
+            f"max_resource {sweep.max_epochs} (train.epochs), reduction_factor {hb.reduction_factor}"
         )
     if sweep.pruner == "median":
-        return f"median: after {sweep.median.n_startup_trials} completed trials, from epoch {max(int(sweep.median.n_warmup_steps), 1)}"
+        return f"median: after {sweep.median.n_startup_trials} completed trials, from epoch {max(sweep.median.n_warmup_steps, 1)}"
     return "none: every trial runs all epochs"
 
 

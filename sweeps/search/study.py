@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import optuna
 import sqlalchemy
-from omegaconf import DictConfig
 
+from sweeps.config.sections import PRUNERS, SAMPLERS, StorageSection, SweepSection
 from sweeps.config.validation import check_sqlite_location
 from sweeps.errors import ConfigError
 from sweeps.errors import first_line as _first_line
@@ -71,18 +71,17 @@ def _missing_privilege(connection: sqlalchemy.engine.Connection) -> str | None:
     return None
 
 
-def make_storage(cfg: DictConfig) -> optuna.storages.RDBStorage:
+def make_storage(storage: StorageSection) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats, so a trial whose worker died is failed and retried."""
-    store = cfg.storage
     tune_sqlite_connections()
-    engine_kwargs = {"pool_pre_ping": True} if not str(store.url).startswith("sqlite") else {}
+    engine_kwargs = {"pool_pre_ping": True} if not storage.url.startswith("sqlite") else {}
     return ReconnectingStorage(  # every call survives a dropped connection for up to grace_period
-        url=str(store.url),
+        url=storage.url,
         engine_kwargs=engine_kwargs,
-        heartbeat_interval=int(store.heartbeat_interval),
-        grace_period=int(store.grace_period),
-        retry_deadline=float(store.grace_period),
-        **_retry_stale_trials(int(store.max_retry)),
+        heartbeat_interval=storage.heartbeat_interval,
+        grace_period=storage.grace_period,
+        retry_deadline=float(storage.grace_period),
+        **_retry_stale_trials(storage.max_retry),
     )
 
 
@@ -93,18 +92,17 @@ def _retry_stale_trials(max_retry: int) -> dict[str, object]:
     return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
 
 
-def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: SweepSection, space: SearchSpace) -> optuna.samplers.BaseSampler:
     """The configured sampler, re-seeded before every trial from ``(sweep.seed, trial number)``
     (``sweeps.search.seeding``): workers and resumed runs never repeat a draw; one worker reproduces.
 
     TPE runs with ``constant_liar``: another worker's running trial counts as a poor result, so
     parallel workers do not all sample next to the same promising point. ``gp`` is Optuna's
     GPSampler (a Gaussian process with log-EI; running trials are its pending points)."""
-    sweep = cfg.sweep
-    seed = int(sweep.seed)
+    seed = sweep.seed
     if sweep.sampler == "tpe":
-        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(cfg, optuna.samplers.TPESampler(
-            seed=trial_seed, n_startup_trials=int(sweep.tpe.n_startup_trials), multivariate=bool(sweep.tpe.multivariate),
+        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(sweep, optuna.samplers.TPESampler(
+            seed=trial_seed, n_startup_trials=sweep.tpe.n_startup_trials, multivariate=sweep.tpe.multivariate,
             constant_liar=True,
         )))
     if sweep.sampler == "random":
@@ -113,55 +111,55 @@ def make_sampler(cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSam
         # GPSampler fits COMPLETE trials and treats RUNNING ones as pending points of a batch
         # acquisition (optuna/samplers/_gp/sampler.py), so parallel workers need no liar; torch and
         # scipy load on its first model fit, not here.
-        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(cfg, optuna.samplers.GPSampler(
-            seed=trial_seed, n_startup_trials=int(sweep.gp.n_startup_trials), warn_independent_sampling=False,
+        return PerTrialSeededSampler(seed, lambda trial_seed: _at_rung(sweep, optuna.samplers.GPSampler(
+            seed=trial_seed, n_startup_trials=sweep.gp.n_startup_trials, warn_independent_sampling=False,
         )))
-    grid = space.grid()
-    return PerTrialSeededSampler(seed, lambda _seed: optuna.samplers.GridSampler(grid, seed=seed), reseed_grid)
+    if sweep.sampler == "grid":
+        grid = space.grid()
+        return PerTrialSeededSampler(seed, lambda _seed: optuna.samplers.GridSampler(grid, seed=seed), reseed_grid)
+    raise ConfigError("sweep.sampler", sweep.sampler, "unknown value", ", ".join(SAMPLERS))
 
 
-def _at_rung(cfg: DictConfig, sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+def _at_rung(sweep: SweepSection, sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
     """``sweep.rung_model.min_trials`` set, with Hyperband: the model is fitted at the highest rung
     holding that many trials (BOHB, ``sweeps.search.rung_sampler``); null: on complete trials only."""
-    min_trials = cfg.sweep.get("rung_model", {}).get("min_trials")
-    if min_trials is None or cfg.sweep.pruner != "hyperband":
+    if sweep.rung_model_min_trials is None or sweep.pruner != "hyperband":
         return sampler
     from sweeps.search.rung_sampler import RungModelSampler
 
-    return RungModelSampler(sampler, pruning_epochs(cfg), int(cfg.train.epochs), int(min_trials))
+    return RungModelSampler(sampler, pruning_epochs(sweep), sweep.max_epochs, int(sweep.rung_model_min_trials))
 
 
-def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    sweep = cfg.sweep
+def make_pruner(sweep: SweepSection) -> optuna.pruners.BasePruner:
+    """Hyperband up to ``train.epochs`` (``sweep.max_epochs``), the median rule, or no pruning."""
     if sweep.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=int(sweep.hyperband.min_resource),
-            max_resource=int(cfg.train.epochs),
-            reduction_factor=int(sweep.hyperband.reduction_factor),
+            min_resource=sweep.hyperband.min_resource,
+            max_resource=sweep.max_epochs,
+            reduction_factor=sweep.hyperband.reduction_factor,
         )
     if sweep.pruner == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=int(sweep.median.n_startup_trials), n_warmup_steps=int(sweep.median.n_warmup_steps)
-        )
-    return optuna.pruners.NopPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=sweep.median.n_startup_trials, n_warmup_steps=sweep.median.n_warmup_steps)
+    if sweep.pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError("sweep.pruner", sweep.pruner, "unknown value", ", ".join(PRUNERS))
 
 
-def open_study(cfg: DictConfig, space: SearchSpace) -> optuna.Study:
+def open_study(*, sweep: SweepSection, storage: StorageSection, space: SearchSpace) -> optuna.Study:
     """Create the study, or resume it by name; a resumed study must keep its direction."""
-    storage = make_storage(cfg)
-    name = str(cfg.sweep.study_name)
-    direction = str(cfg.sweep.direction)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    rdb = make_storage(storage)
+    name, direction = sweep.study_name, sweep.direction
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)}
     if name in existing and existing[name].direction.name.lower() != direction:
         raise ConfigError(
             "sweep.direction", direction, f"study {name!r} exists with direction {existing[name].direction.name.lower()}"
         )
     return optuna.create_study(
-        storage=storage,
+        storage=rdb,
         study_name=name,
         direction=direction,
-        sampler=make_sampler(cfg, space),
-        pruner=make_pruner(cfg),
+        sampler=make_sampler(sweep, space),
+        pruner=make_pruner(sweep),
         load_if_exists=True,
     )
 

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from sweeps.config.sections import TrackingSection
 from sweeps.errors import ConfigError
 from sweeps.run.outcome import OUTCOME_ATTR, Outcome
 from sweeps.search.sqlite_tuning import tune_sqlite_connections
@@ -228,10 +229,9 @@ class SweepTracker:
         self.parent_run_id: str | None = None
 
     @classmethod
-    def from_section(cls, tracking: Mapping[str, Any], experiment: str) -> SweepTracker:
-        """The tracker of the config's ``tracking`` section (``uri``, optional ``artifact_location``)
-        for the experiment ``experiment`` (a study's name)."""
-        return cls(str(tracking["uri"]), experiment, tracking.get("artifact_location"))
+    def from_section(cls, tracking: TrackingSection, experiment: str) -> SweepTracker:
+        """The tracker of the ``tracking`` section for the experiment ``experiment`` (a study's name)."""
+        return cls(tracking.uri, experiment, tracking.artifact_location)
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         experiment = self.client.get_experiment_by_name(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class TrialStopped(Exception):
@@ -60,7 +60,20 @@ class MetricMissing(KeyError):
 
 
 class Reporter(Protocol):
+    """What a training loop calls each epoch: the one method every reporter has (``sweeps.api.report`` too)."""
+
     def report(self, epoch: int, **metrics: float) -> None: ...
+
+
+@runtime_checkable
+class TrialRecorder(Reporter, Protocol):
+    """A reporter the shared trainer may read more from (``TrialReporter``): it keeps each epoch's
+    per-step losses and LRs (for the curve diagnosis), and names the epochs at which the pruner
+    judges (``rung_epochs``: where a rung evaluation is worth its cost; None = every epoch)."""
+
+    rung_epochs: frozenset[int] | None
+
+    def record_steps(self, losses: list[float], lrs: list[float]) -> None: ...
 
 
 PruneCheck = Callable[[int, float], bool]  # (epoch, value) -> stop?
@@ -80,6 +93,7 @@ class TrialReporter:
     sink: MetricSink = lambda epoch, metrics: None
     stop_requested: Callable[[], str | None] = lambda: None  # the signal's name once a stop is asked
     step_sink: Callable[[int, list[float], list[float]], None] | None = None  # (first step, losses, lrs)
+    rung_epochs: frozenset[int] | None = None  # the pruner's epochs (sweeps.search.hyperband.pruning_epochs)
     history: list[dict[str, float]] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     step_lrs: list[float] = field(default_factory=list)

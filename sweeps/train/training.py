@@ -31,7 +31,7 @@ from sweeps.results.curve_diagnosis import loss_exploded
 from sweeps.train.accelerator import compile_model, prepare_device, to_device
 from sweeps.train.optimizers import build_optimizer, set_train_mode
 from sweeps.train.precision import MixedPrecision, clip_gradients, plain
-from sweeps.train.reporter import Diverged, Reporter
+from sweeps.train.reporter import Diverged, Reporter, TrialRecorder
 from sweeps.train.rung_eval import Batch, TrainerHooks, make_rung_evaluator
 from sweeps.train.schedules import apply_lr, build_schedule
 
@@ -141,9 +141,8 @@ def train_step(
 
 def _record_steps(reporter: Reporter, result: TrainResult, start: int) -> None:
     """Hand the epoch's per-step losses and LRs to reporters that keep them (for the diagnosis)."""
-    record = getattr(reporter, "record_steps", None)
-    if callable(record):
-        record(result.step_losses[start:], result.step_lrs[start:])
+    if isinstance(reporter, TrialRecorder):
+        reporter.record_steps(result.step_losses[start:], result.step_lrs[start:])
 
 
 def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> TrainResult:
@@ -182,7 +181,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
         epoch_batches=lambda gen: batches(train_data, batch_size, gen),
     )
     # Duck-typed: a sweep's reporter knows where its pruner reads; None = every epoch but the last.
-    rungs = make_rung_evaluator(train_cfg, model, optimizer, hooks, getattr(reporter, "rung_epochs", None), epochs, steps_per_epoch)
+    rungs = make_rung_evaluator(train_cfg, model, optimizer, hooks, reporter.rung_epochs if isinstance(reporter, TrialRecorder) else None, epochs, steps_per_epoch)
 
     diverge_factor = float(train_cfg.get("diverge_factor") or math.inf)
     step = epoch_start = 0
