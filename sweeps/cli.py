@@ -197,30 +197,22 @@ def best(
     """The best trial's complete config, with provenance; optionally moved to another batch size."""
     from omegaconf import OmegaConf
 
-    from sweeps.errors import ConfigError as _ConfigError
-    from sweeps.results.export import export_config, provenance, transfer_batch_size, trial_config
+    from sweeps.results.export import best_export, export_config
     from sweeps.run.sweep import shareable_config
-    from sweeps.search.study_config import config_of_trial
 
     study, cfg = _open_study_config(args, config_dir)
-    try:
-        trial = study.best_trial
-    except ValueError:
-        raise _ConfigError("sweep.study_name", study.study_name, "has no completed trial yet") from None
-    best_cfg = trial_config(config_of_trial(study, trial, shareable_config(cfg)), trial)  # the config it ran with
-    origin = provenance(study, trial, str(cfg.storage.url), str(cfg.sweep.metric))
-    if batch_size is not None:
-        new_train, change = transfer_batch_size(best_cfg.train, batch_size, scaling)
-        best_cfg.train = OmegaConf.create(new_train)
-        origin["batch_size_transfer"] = change
+    metric = str(cfg.sweep.metric)
+    best = best_export(study, shareable_config(cfg), storage_url=str(cfg.storage.url), metric=metric, batch_size=batch_size, scaling=scaling)
+    if best.transfer is not None:
+        change = best.transfer
         print(f"batch size {change['from_batch_size']} -> {change['to_batch_size']} ({change['rule']} rule): "
               f"lr {change['lr'][0]:.4g} -> {change['lr'][1]:.4g}, warmup_frac {change['warmup_frac'][0]:.3g} -> {change['warmup_frac'][1]:.3g}")
-    print(f"best trial {trial.number} of {study.study_name}: {cfg.sweep.metric}={trial.value:.4f} (MLflow run {origin['mlflow_run_id']})")
+    print(f"best trial {best.trial.number} of {study.study_name}: {metric}={best.trial.value:.4f} (MLflow run {best.origin['mlflow_run_id']})")
     if export:
-        path = export_config(best_cfg, origin, export)
+        path = export_config(best.config, best.origin, export)
         print(f"exported to {path}; run it with: sweeps train --config {path}")
     else:
-        print(OmegaConf.to_yaml(OmegaConf.masked_copy(best_cfg, ["train", "objective"])))
+        print(OmegaConf.to_yaml(OmegaConf.masked_copy(best.config, ["train", "objective"])))
 
 
 @app.command("train", context_settings=EXTRA_ARGS)
@@ -355,19 +347,12 @@ def ui(
 
     One server worker, no job runner, quiet; the server is ended with this command (Ctrl-C, SIGTERM).
     """
-    import importlib.util
-
     from sweeps.config.compose import compose_config
-    from sweeps.track.ui import serve
+    from sweeps.config.sections import Sections
+    from sweeps.track.ui import serve_tracking
 
-    cfg = compose_config(overrides or [], config_dir)
-    uri = str(cfg.tracking.uri)
-    if uri.startswith(("http://", "https://")):
-        print(f"MLflow UI: {uri} (served by the tracking server)")
-        return
-    if dashboard and importlib.util.find_spec("optuna_dashboard") is None:
-        raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install 'sweeps[dashboard]' (optuna-dashboard)")
-    code = serve(uri, port, dashboard_storage=str(cfg.storage.url) if dashboard else None, say=lambda line: print(line, flush=True))
+    settings = Sections.of(compose_config(overrides or [], config_dir))
+    code = serve_tracking(settings.tracking.uri, port, dashboard_storage=settings.storage.url if dashboard else None, say=lambda line: print(line, flush=True))
     if code:
         raise typer.Exit(code)
 

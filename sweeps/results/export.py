@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,37 @@ def provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str, metric
         "git_commit": git_commit(),
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+@dataclass(frozen=True)
+class BestExport:
+    """``sweeps best``: the best trial, the complete config it trained with (moved to another batch
+    size when asked), its provenance, and the transfer made (None without one)."""
+
+    trial: FrozenTrial
+    config: DictConfig
+    origin: dict[str, Any]
+    transfer: dict[str, Any] | None = None
+
+
+def best_export(study: optuna.Study, shared: Mapping[str, Any], *, storage_url: str, metric: str, batch_size: int | None = None,
+                scaling: str | None = None) -> BestExport:
+    """The study's best trial with the config it ran with (``shared``: the study's config, without
+    the local stores; on a study whose config changed, the trial's own version)."""
+    from sweeps.search.study_config import config_of_trial
+
+    try:
+        trial = study.best_trial
+    except ValueError:
+        raise ConfigError("sweep.study_name", study.study_name, "has no completed trial yet") from None
+    config = trial_config(config_of_trial(study, trial, shared), trial)
+    origin = provenance(study, trial, storage_url, metric)
+    if batch_size is None:
+        return BestExport(trial, config, origin)
+    new_train, change = transfer_batch_size(config.train, batch_size, scaling)
+    config.train = OmegaConf.create(new_train)
+    origin["batch_size_transfer"] = change
+    return BestExport(trial, config, origin, change)
 
 
 def export_config(cfg: DictConfig, origin: dict[str, Any], path: str | Path) -> Path:

@@ -10,6 +10,7 @@ exit of this process.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sweeps.errors import ConfigError
 from sweeps.track.redact import redact
 
 SERVER_ENV = {
@@ -128,6 +130,17 @@ def wait_until_serving(url: str, alive: Callable[[], bool], seconds: float) -> b
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def serve_tracking(uri: str, port: int, *, dashboard_storage: str | None = None, say: Callable[[str], None] = print) -> int:
+    """``sweeps ui``: a tracking server's URL is its UI already; a local store gets ``serve``. The
+    dashboard needs optuna-dashboard installed (the ``dashboard`` extra): refused before anything starts."""
+    if uri.startswith(("http://", "https://")):
+        say(f"MLflow UI: {uri} (served by the tracking server)")
+        return 0
+    if dashboard_storage is not None and importlib.util.find_spec("optuna_dashboard") is None:
+        raise ConfigError("--dashboard", True, "optuna-dashboard is not installed", "pip install 'sweeps[dashboard]' (optuna-dashboard)")
+    return serve(uri, port, dashboard_storage=dashboard_storage, say=say)
 
 
 def serve(uri: str, port: int, host: str = "127.0.0.1", dashboard_storage: str | None = None, start_timeout: float = 120.0,
