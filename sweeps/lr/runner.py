@@ -20,7 +20,7 @@ from sweeps.lr.finder import RangeTestResult, plot_range_test, range_test, searc
 from sweeps.track.tracker import SweepTracker
 from sweeps.train.objective import objective_hook
 from sweeps.train.optimizers import build_optimizer
-from sweeps.train.training import Batch, Task, batches, cpu_threads, resolve_device
+from sweeps.train.training import Batch, Task, batches, set_up
 
 LR_FIND_ROLE = "lr_find"
 
@@ -50,13 +50,7 @@ def objective_task(objective: Mapping[str, Any]) -> Task:
 def run_range_test(*, objective: Mapping[str, Any], train: Mapping[str, Any], settings: LrFindSection) -> RangeTestReport:
     """Ramp the LR on the objective's model with the ``train`` section's optimizer; model state is discarded."""
     task = objective_task(objective)
-    device = resolve_device(str(train.get("device", "auto")))
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(train.get("threads", "auto")))
-    seed = int(train.get("seed", 0))
-    torch.manual_seed(seed)
-    model = task.build_model().to(device)
-    train_data: Batch = tuple(t.to(device) for t in task.train_data)  # type: ignore[assignment]
+    _, model, train_data, seed = set_up(task, train)  # the trainer's own setup: device, threads, seed, model
     probe = {**train, "schedule": "constant"}  # the ramp replaces the schedule (and schedule-free's warmup)
     optimizer = build_optimizer(model, probe, settings.steps)
     result = range_test(

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +145,26 @@ def _record_steps(reporter: Reporter, result: TrainResult, start: int) -> None:
         reporter.record_steps(result.step_losses[start:], result.step_lrs[start:])
 
 
+class RunSetup(NamedTuple):
+    device: torch.device
+    model: nn.Module
+    train_data: Batch
+    seed: int
+
+
+def set_up(task: Task, train_cfg: Mapping[str, Any]) -> RunSetup:
+    """The one setup of the trainer and the LR range test: the device, its CPU threads and CUDA
+    determinism, the seed (``train.seed``), the model built under it, the training data on the device."""
+    device = resolve_device(str(train_cfg.get("device", "auto")))
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(train_cfg.get("threads", "auto")))
+    prepare_device(device, bool(train_cfg.get("deterministic", True)))
+    seed = int(train_cfg.get("seed", 0))
+    torch.manual_seed(seed)
+    model = task.build_model().to(device)
+    return RunSetup(device, model, tuple(to_device(t, device) for t in task.train_data), seed)
+
+
 def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> TrainResult:
     """Train ``task`` for ``train_cfg.epochs``, reporting every epoch; returns the final metrics.
 
@@ -154,16 +174,9 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
     ``rung_val_loss`` (what the pruner judges) and, for ``cooldown``, its extra steps and
     ``cost_epochs`` (``sweeps/train/rung_eval.py``); ``ConfigError`` for a bad ``rung_eval`` setting.
     """
-    device = resolve_device(str(train_cfg.get("device", "auto")))
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(train_cfg.get("threads", "auto")))
+    device, model, train_data, seed = set_up(task, train_cfg)
     precision = MixedPrecision(str(train_cfg.get("precision", "fp32")), device.type)
-    prepare_device(device, bool(train_cfg.get("deterministic", True)))
-    seed = int(train_cfg.get("seed", 0))
-    torch.manual_seed(seed)
-    model = task.build_model().to(device)
     forward_model = compile_model(model, bool(train_cfg.get("compile", False)))  # compiled at its first call, in this trial's time
-    train_data = tuple(to_device(t, device) for t in task.train_data)
     val_data = tuple(to_device(t, device) for t in task.val_data)
     batch_size = int(train_cfg["batch_size"])
     epochs = int(train_cfg["epochs"])
