@@ -3,7 +3,6 @@ whatever their number, and the status is set last."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,15 @@ def test_end_trial_writes_pending_metrics_tags_and_status(tmp_path: Path, n_pend
 def test_metric_buffer_flushes_on_its_interval(tmp_path: Path) -> None:
     tracker = SweepTracker(f"sqlite:///{tmp_path}/mlflow.db", "s")
     run_id = tracker.start_run("r", {})
-    buffer = MetricBuffer(tracker.client, run_id, flush_seconds=1.0)  # far above any scheduler stall
+    now = [100.0]
+    buffer = MetricBuffer(tracker.client, run_id, flush_seconds=1.0, clock=lambda: now[0])
     buffer.add(1, {"val_acc": 0.5})
+    now[0] += 0.99
+    buffer.add(2, {"val_acc": 0.55})
     assert tracker.client.get_metric_history(run_id, "val_acc") == []  # buffered, not yet written
-    time.sleep(1.05)
-    buffer.add(2, {"val_acc": 0.6})
-    assert [m.value for m in tracker.client.get_metric_history(run_id, "val_acc")] == [0.5, 0.6]
+    now[0] += 0.02  # the interval has passed
+    buffer.add(3, {"val_acc": 0.6})
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "val_acc")] == [0.5, 0.55, 0.6]
     assert isinstance(buffer.take(), list) and buffer.pending == []
 
 

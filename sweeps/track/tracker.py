@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -90,22 +90,23 @@ class MetricBuffer:
     that far behind), when MLflow's 1000-metric batch limit is reached, and when the run ends.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float = 5.0) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.run_id = run_id
         self.flush_seconds = flush_seconds
+        self.clock = clock  # seconds, for the flush interval only (metric timestamps are wall time)
         self.pending: list[Metric] = []
-        self.last_flush = time.monotonic()
+        self.last_flush = clock()
 
     def add(self, step: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
         self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(float(value)))
-        if len(self.pending) >= MAX_METRICS_PER_BATCH or time.monotonic() - self.last_flush >= self.flush_seconds:
+        if len(self.pending) >= MAX_METRICS_PER_BATCH or self.clock() - self.last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
         write_batches(self.client, self.run_id, self.take())
-        self.last_flush = time.monotonic()
+        self.last_flush = self.clock()
 
     def take(self) -> list[Metric]:
         """Hand over what is pending (the caller writes it, e.g. with the run's last batch)."""
