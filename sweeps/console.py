@@ -139,8 +139,8 @@ def print_results(console: Console, plan, result) -> None:
     from sweeps.run.sweep import best_config
     from sweeps.track.redact import redact
 
-    cfg = plan.cfg
-    console.print(trials_table(result.study, plan.space, str(cfg.sweep.metric)))
+    metric, uri = plan.sections.sweep.metric, plan.sections.tracking.uri
+    console.print(trials_table(result.study, plan.space, metric))
     console.print(f"trials: {counts_line(result.study)}")
     for line in failure_lines(result.study):
         console.print(f"[red]{escape(line)}[/red]")
@@ -148,12 +148,12 @@ def print_results(console: Console, plan, result) -> None:
     if best is None:
         console.print("[yellow]no trial completed[/yellow]")
         return
-    console.print(f"[bold]best trial {best.number}[/bold]: {cfg.sweep.metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
+    console.print(f"[bold]best trial {best.number}[/bold]: {metric}={best.value:.4f} (MLflow run {best.user_attrs.get('mlflow_run_id')})")
     console.print(best_config_yaml(best_config(plan, best)))
     if result.report is not None and result.report.diagnosis is not None:
         for line in result.report.diagnosis.recommendations:
             console.print(f"[bold]advice:[/bold] {line}")
-    store = "" if str(cfg.tracking.uri) == "sqlite:///mlflow.db" else f" tracking.uri={redact(str(cfg.tracking.uri))}"
+    store = "" if uri == "sqlite:///mlflow.db" else f" tracking.uri={redact(uri)}"
     console.print(f"browse: sweeps ui{store}   (then open http://127.0.0.1:5000)")
 
 
