@@ -257,13 +257,14 @@ def config_from_study(local: DictConfig, overrides: Sequence[str]) -> DictConfig
         key = override.lstrip("+~").partition("=")[0]
         if not key.startswith(WORKER_LOCAL_OVERRIDES):
             raise ConfigError(key, override.partition("=")[2], "fixed by the study for every worker", "storage*, tracking*, sweep.study_name, train.device, train.threads")
-    check_storage(str(local.storage.url), create=False)  # joining or reading a study never creates a store
-    name = str(local.sweep.study_name)
+    here = Sections.of(local)
+    check_storage(here.storage.url, create=False)  # joining or reading a study never creates a store
+    name = here.sweep.study_name
     tune_sqlite_connections()
-    storage = ReconnectingStorage(str(local.storage.url), retry_deadline=float(local.storage.grace_period))
+    storage = ReconnectingStorage(here.storage.url, retry_deadline=float(here.storage.grace_period))
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name not in summaries:
-        raise ConfigError("sweep.study_name", name, f"no such study in {redact(str(local.storage.url))}", ", ".join(sorted(summaries)) or "create it with `sweeps create` or `sweeps run`")
+        raise ConfigError("sweep.study_name", name, f"no such study in {redact(here.storage.url)}", ", ".join(sorted(summaries)) or "create it with `sweeps create` or `sweeps run`")
     stored = stored_config(storage, storage.get_study_id_from_name(name))
     if stored is None:
         raise ConfigError("sweep.study_name", name, "was not created by sweeps (it has no stored config)")
