@@ -2,8 +2,8 @@
 
 ``compose_config`` validates the composed ``DictConfig`` once (``sweeps.config.compose.validate``);
 ``Sections.of(cfg)`` then reads it into the dataclasses below, and modules take the section they
-need with keyword-only parameters (``make_pruner(sweep)``, ``make_storage(storage)``), the way
-Optuna's ``create_study`` takes its settings. A name a section does not know (a sampler, a pruner, a
+need (``make_pruner(sweep)``, ``make_storage(storage)``, keyword-only where a function takes several:
+``open_study(sweep=..., storage=..., space=...)``), the way Optuna's ``create_study`` takes its settings. A name a section does not know (a sampler, a pruner, a
 direction, a ramp mode) is refused here with ``ConfigError``; nothing downstream falls through to a
 default on a name it does not recognise.
 
@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sweeps.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sweeps.results.curve_diagnosis import Thresholds
 
 Sampler = Literal["tpe", "gp", "random", "grid"]
 Pruner = Literal["hyperband", "median", "none"]
@@ -186,11 +189,11 @@ class Sections:
     storage: StorageSection
     tracking: TrackingSection
     lr_find: LrFindSection
-    diagnosis: Any  # sweeps.results.curve_diagnosis.Thresholds (the classifier's own typed section)
+    diagnosis: Thresholds  # the curve classifier's own typed section: its cut-offs live beside their measurements
 
     @classmethod
     def of(cls, cfg: Mapping[str, Any]) -> Sections:
-        from sweeps.results.curve_diagnosis import Thresholds  # pure: numpy only
+        from sweeps.results.curve_diagnosis import Thresholds  # pure (numpy); loaded once the rest is valid
 
         return cls(
             sweep=SweepSection.from_config(cfg),
