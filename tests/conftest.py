@@ -64,11 +64,67 @@ def compose(tmp_path: Path):
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the ``sweeps`` command as a user would, in ``cwd``."""
+    """Run the ``sweeps`` command as a user would, in ``cwd``: a process of its own, forked from a
+    server that imported the sweep stack once (``tests/cli_server.py``), or with
+    ``SWEEPS_TEST_FORK_SERVER=0`` a fresh ``python -m sweeps.cli``."""
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
-    )
+    command = [sys.executable, "-m", "sweeps.cli", *args]
+    if os.environ.get("SWEEPS_TEST_FORK_SERVER", "1") == "0":
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
+    return _forked_cli(command, cwd, timeout, environment)
+
+
+_CLI_SERVER: dict[str, object] = {}
+
+
+def _cli_server() -> str:
+    """The socket of this test process's CLI server, started on first use."""
+    if "path" not in _CLI_SERVER:
+        import atexit
+        import signal
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="sweeps-cli-server-"))
+        path = str(folder / "cli.sock")
+        server = subprocess.Popen([sys.executable, "-m", "tests.cli_server", path], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)
+        if server.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the CLI server did not start (exit status {server.poll()})")
+
+        def stop() -> None:
+            try:
+                os.killpg(server.pid, signal.SIGKILL)  # the server and any command still running
+            except ProcessLookupError:
+                pass
+            server.wait()
+
+        atexit.register(stop)
+        _CLI_SERVER.update(path=path, folder=folder)
+    return str(_CLI_SERVER["path"])
+
+
+def _forked_cli(command: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess:
+    import json
+    import signal
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sweeps-cli-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(_cli_server())
+            request = {"argv": command[3:], "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+            connection.sendall(json.dumps(request).encode())
+            connection.shutdown(socket.SHUT_WR)
+            connection.settimeout(timeout)
+            reply = connection.makefile("rb")
+            pid = int(reply.readline())
+            try:
+                status = reply.readline().strip()
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(command, timeout, out.read_text(), err.read_text()) from None
+        code = int(status) if status else -signal.SIGKILL  # no status: the command was killed
+        return subprocess.CompletedProcess(command, code, out.read_text(), err.read_text())
 
 
 def free_port() -> int:
