@@ -12,7 +12,7 @@ tests.cli_server``, in its own session, ended with the test process) and uses it
 command with a fresh interpreter instead.
 
 Protocol, one Unix-socket connection per command: the client sends a JSON request (argv, cwd, env,
-stdout and stderr file paths) and closes its side for writing; the child answers its pid as one line,
+stdin, stdout and stderr file paths) and closes its side for writing; the child answers its pid as one line,
 then its exit status as a second line once it ends.
 """
 
@@ -34,6 +34,9 @@ PRELOAD = (
 def serve(path: str) -> None:
     import importlib
 
+    from sweeps.cli import _quiet_libraries
+
+    _quiet_libraries()  # what sweeps.cli.main does before the stack loads: MLflow reads its log level when imported
     for name in PRELOAD:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the system; each reports its own status
@@ -66,8 +69,7 @@ def _run_child(request: dict, connection: socket.socket) -> None:
     connection.sendall(f"{os.getpid()}\n".encode())
     out = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    os.dup2(os.open(request["stdin"], os.O_RDONLY), 0)
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.chdir(request["cwd"])

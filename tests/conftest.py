@@ -63,15 +63,15 @@ def compose(tmp_path: Path):
     return _compose
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """Run the ``sweeps`` command as a user would, in ``cwd``: a process of its own, forked from a
     server that imported the sweep stack once (``tests/cli_server.py``), or with
     ``SWEEPS_TEST_FORK_SERVER=0`` a fresh ``python -m sweeps.cli``."""
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     command = [sys.executable, "-m", "sweeps.cli", *args]
     if os.environ.get("SWEEPS_TEST_FORK_SERVER", "1") == "0":
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
-    return _forked_cli(command, cwd, timeout, environment)
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, input=input)
+    return _forked_cli(command, cwd, timeout, environment, input)
 
 
 _CLI_SERVER: dict[str, object] = {}
@@ -103,16 +103,17 @@ def _cli_server() -> str:
     return str(_CLI_SERVER["path"])
 
 
-def _forked_cli(command: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _forked_cli(command: list[str], cwd: Path, timeout: float, env: dict[str, str], input: str | None) -> subprocess.CompletedProcess:
     import json
     import signal
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="sweeps-cli-") as folder:
-        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        out, err, given = Path(folder) / "stdout", Path(folder) / "stderr", Path(folder) / "stdin"
+        given.write_text(input or "")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.connect(_cli_server())
-            request = {"argv": command[3:], "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+            request = {"argv": command[3:], "cwd": str(cwd), "env": env, "stdin": str(given), "stdout": str(out), "stderr": str(err)}
             connection.sendall(json.dumps(request).encode())
             connection.shutdown(socket.SHUT_WR)
             connection.settimeout(timeout)

@@ -3,9 +3,7 @@ removed from both stores, after asking, so that a new study of the same name sta
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -14,16 +12,13 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.run.sweep import plan_sweep, run_sweep
 from sweeps.search.studies import list_studies
-from tests.conftest import REPO_ROOT, run_cli, store_overrides
+from tests.conftest import run_cli, store_overrides
 
 pytestmark = pytest.mark.integration
 
 
 def cli_with_input(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args], cwd=tmp_path, input=text, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )  # fmt: skip
+    return run_cli(*args, cwd=tmp_path, input=text)
 
 
 @pytest.fixture
