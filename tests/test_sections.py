@@ -116,3 +116,20 @@ def test_the_guard_off_keeps_the_diagnosis_reading_explosions() -> None:
 def test_a_section_reads_only_its_own_keys() -> None:
     sweep = SweepSection.from_config({"sweep": {"study_name": "s", "n_trials": 3, "metric": "val_loss", "direction": "minimize"}, "train": {"epochs": 4}})
     assert (sweep.study_name, sweep.n_trials, sweep.maximize, sweep.max_epochs, sweep.sampler) == ("s", 3, False, 4, "tpe")
+
+
+def test_section_defaults_are_the_shipped_ones() -> None:
+    """A field's default applies only to a mapping that lacks the key; it must say what conf/ says."""
+    shipped = Sections.of(compose_config([]))
+    for name in ("storage", "tracking", "lr_find"):
+        section = getattr(shipped, name)
+        for field in dataclasses.fields(section):
+            if field.default is not dataclasses.MISSING and field.name not in ("artifact_location",):  # a path, local/server differ
+                assert getattr(section, field.name) == field.default, f"{name}.{field.name}"
+    sweep = shipped.sweep
+    defaults = SweepSection(study_name="s", n_trials=1, metric="m")
+    for field in dataclasses.fields(SweepSection):
+        # max_epochs comes from train.epochs; a stored config of an earlier release without max_failures or
+        # workers ran with no failure limit and one worker, and still does
+        if field.default is not dataclasses.MISSING and field.name not in ("max_epochs", "max_failures", "workers"):
+            assert getattr(sweep, field.name) == getattr(defaults, field.name), f"sweep.{field.name}"
