@@ -203,8 +203,7 @@ def best(
     study, cfg = _open_study_config(args, config_dir)
     metric = str(cfg.sweep.metric)
     best = best_export(study, shareable_config(cfg), storage_url=str(cfg.storage.url), metric=metric, batch_size=batch_size, scaling=scaling)
-    if best.transfer is not None:
-        change = best.transfer
+    if (change := best.origin.get("batch_size_transfer")) is not None:
         print(f"batch size {change['from_batch_size']} -> {change['to_batch_size']} ({change['rule']} rule): "
               f"lr {change['lr'][0]:.4g} -> {change['lr'][1]:.4g}, warmup_frac {change['warmup_frac'][0]:.3g} -> {change['warmup_frac'][1]:.3g}")
     print(f"best trial {best.trial.number} of {study.study_name}: {metric}={best.trial.value:.4f} (MLflow run {best.origin['mlflow_run_id']})")

@@ -27,7 +27,7 @@ import sys
 PRELOAD = (
     "sweeps.cli", "sweeps.config.compose", "sweeps.run.sweep", "sweeps.run.launcher", "sweeps.results.plots",
     "sweeps.results.study_report", "sweeps.results.production", "sweeps.search.preview", "sweeps.lr.runner",
-    "objectives.digits_mlp", "mlflow.server",
+    "objectives.digits_mlp",
 )
 
 

@@ -81,6 +81,7 @@ def _cli_server() -> str:
     """The socket of this test process's CLI server, started on first use."""
     if "path" not in _CLI_SERVER:
         import atexit
+        import shutil
         import signal
         import tempfile
 
@@ -97,9 +98,10 @@ def _cli_server() -> str:
             except ProcessLookupError:
                 pass
             server.wait()
+            shutil.rmtree(folder, ignore_errors=True)
 
         atexit.register(stop)
-        _CLI_SERVER.update(path=path, folder=folder)
+        _CLI_SERVER["path"] = path
     return str(_CLI_SERVER["path"])
 
 

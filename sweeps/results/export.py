@@ -56,12 +56,11 @@ def provenance(study: optuna.Study, trial: FrozenTrial, storage_url: str, metric
 @dataclass(frozen=True)
 class BestExport:
     """``sweeps best``: the best trial, the complete config it trained with (moved to another batch
-    size when asked), its provenance, and the transfer made (None without one)."""
+    size when asked) and its provenance (with ``batch_size_transfer`` when moved)."""
 
     trial: FrozenTrial
     config: DictConfig
     origin: dict[str, Any]
-    transfer: dict[str, Any] | None = None
 
 
 def best_export(study: optuna.Study, shared: Mapping[str, Any], *, storage_url: str, metric: str, batch_size: int | None = None,
@@ -81,7 +80,7 @@ def best_export(study: optuna.Study, shared: Mapping[str, Any], *, storage_url: 
     new_train, change = transfer_batch_size(config.train, batch_size, scaling)
     config.train = OmegaConf.create(new_train)
     origin["batch_size_transfer"] = change
-    return BestExport(trial, config, origin, change)
+    return BestExport(trial, config, origin)
 
 
 def export_config(cfg: DictConfig, origin: dict[str, Any], path: str | Path) -> Path:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -56,10 +55,11 @@ class SweepPlan:
     cfg: DictConfig
     space: SearchSpace
     objective: Objective | None
+    sections: Sections = None  # type: ignore[assignment]  (None: read from cfg here)
 
-    @cached_property
-    def sections(self) -> Sections:
-        return Sections.of(self.cfg)
+    def __post_init__(self) -> None:
+        if self.sections is None:
+            object.__setattr__(self, "sections", Sections.of(self.cfg))
 
 
 @dataclass
@@ -108,7 +108,7 @@ def plan_sweep(cfg: DictConfig) -> SweepPlan:
     tune_sqlite_connections()  # validates SWEEPS_SQLITE_JOURNAL before anything is written
     check_storage(sections.storage.url)
     check_tracking(sections.tracking.uri)
-    return SweepPlan(cfg, space, objective)
+    return SweepPlan(cfg, space, objective, sections)
 
 
 def open_sweep(plan: SweepPlan) -> Sweep:
@@ -135,7 +135,7 @@ def open_sweep(plan: SweepPlan) -> Sweep:
 def work(sweep: Sweep, callbacks: Sequence[TrialCallback] = (), stop: StopFlag | None = None, max_trials: int | None = None) -> tuple[int, str | None]:
     """Run trials until the study's total (or ``max_trials`` here); returns (ran, why aborted)."""
     plan, settings = sweep.plan, sweep.plan.sections
-    runner = TrialRunner(plan.cfg, plan.space, guard_out_of_memory(plan.objective), sweep.tracker, stop)  # GPU OOM fails the trial only
+    runner = TrialRunner(plan.cfg, plan.space, guard_out_of_memory(plan.objective), sweep.tracker, stop, sections=settings)  # GPU OOM fails the trial only
     slots = TrialSlots(settings.storage.url, sweep.study.study_name, retry_deadline=float(settings.storage.grace_period))
     try:
         total = lambda: stored_total(sweep.study, default=settings.sweep.n_trials)  # noqa: E731
@@ -309,7 +309,7 @@ def _seed_lr_bounds(plan: SweepPlan, study: optuna.Study, tracker: SweepTracker,
         tracker.log_artifact(parent_run_id, plot)
         tracker.set_tags(parent_run_id, {f"sweeps.lr_find.{k}": (f"{v:.6g}" if isinstance(v, float) else v) for k, v in found.items()})
     space = plan.space.with_bounds("lr", float(found["search_low"]), float(found["search_high"]))
-    return SweepPlan(plan.cfg, space, plan.objective)
+    return replace(plan, space=space)
 
 
 def _parent_tags(settings: Sections, *, objective: str) -> dict[str, str]:

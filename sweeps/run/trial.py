@@ -31,13 +31,14 @@ RUN_ID_ATTR = "mlflow_run_id"
 class TrialRunner:
     """The callable given to ``study.optimize``: runs one trial, records its outcome everywhere."""
 
-    def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker, stop: StopFlag | None = None) -> None:
+    def __init__(self, cfg: DictConfig, space: SearchSpace, objective: Objective, tracker: SweepTracker, stop: StopFlag | None = None,
+                 sections: Sections | None = None) -> None:
         self.cfg = cfg  # each trial's config: this with the sampled params applied (what the objective gets)
         self.stop = stop or StopFlag()
         self.space = space
         self.objective = objective
         self.tracker = tracker
-        settings = Sections.of(cfg)
+        settings = sections or Sections.of(cfg)
         self.metric = settings.sweep.metric
         self.thresholds = settings.diagnosis
         self.log_steps = settings.tracking.log_steps
@@ -61,10 +62,11 @@ class TrialRunner:
             rung_epochs=self.pruning_epochs,  # where rung evaluation (cooldown/averaged) is worth it
         )
         self.reporter = reporter
+        n_classes = trial_cfg.objective.get("n_classes")  # chance level for the diagnosis
         try:
             value = float(self.objective(trial_cfg, reporter))
         except Pruned as stop:
-            tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes"))}
+            tags = {"sweeps.pruned_at_epoch": str(stop.epoch), **self._diagnose(trial, reporter, n_classes)}
             self._end(trial, run_id, Outcome.PRUNED, tags)
             raise optuna.TrialPruned(str(stop)) from None
         except Diverged as stop:
@@ -72,7 +74,7 @@ class TrialRunner:
             tags = {"sweeps.pruned_at_epoch": str(epoch), "sweeps.diverged_at_step": str(stop.step), "sweeps.diverged_lr": f"{stop.lr:.6g}"}
             trial.set_user_attr("diverged_at_step", stop.step)
             trial.set_user_attr("diverged_lr", stop.lr)
-            tags.update(self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes"), diverged_at_step=max(stop.step, 0)))
+            tags.update(self._diagnose(trial, reporter, n_classes, diverged_at_step=max(stop.step, 0)))
             if not self.log_steps:  # with log_steps they are logged already
                 self._log_blow_up(reporter)
             self._end(trial, run_id, Outcome.DIVERGED, tags)
@@ -95,7 +97,7 @@ class TrialRunner:
         if not math.isfinite(value):
             self._end(trial, run_id, Outcome.DIVERGED, {"sweeps.pruned_at_epoch": str(reporter.last_epoch)})
             raise optuna.TrialPruned(f"objective returned {value}")
-        self._end(trial, run_id, Outcome.COMPLETE, self._diagnose(trial, reporter, trial_cfg.objective.get("n_classes")), metrics={f"final_{self.metric}": value})
+        self._end(trial, run_id, Outcome.COMPLETE, self._diagnose(trial, reporter, n_classes), metrics={f"final_{self.metric}": value})
         return value
 
     def _diagnose(self, trial: optuna.Trial, reporter: TrialReporter, n_classes: int | None, diverged_at_step: int | None = None) -> dict[str, str]:

@@ -139,10 +139,10 @@ def train_step(
     return loss
 
 
-def _record_steps(reporter: Reporter, result: TrainResult, start: int) -> None:
-    """Hand the epoch's per-step losses and LRs to reporters that keep them (for the diagnosis)."""
-    if isinstance(reporter, TrialRecorder):
-        reporter.record_steps(result.step_losses[start:], result.step_lrs[start:])
+def _record_steps(recorder: TrialRecorder | None, result: TrainResult, start: int) -> None:
+    """Hand the epoch's per-step losses and LRs to a reporter that keeps them (for the diagnosis)."""
+    if recorder is not None:
+        recorder.record_steps(result.step_losses[start:], result.step_lrs[start:])
 
 
 class RunSetup(NamedTuple):
@@ -193,8 +193,9 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
         evaluate=lambda m: evaluate(m, task, val_data, precision=precision),
         epoch_batches=lambda gen: batches(train_data, batch_size, gen),
     )
-    # Duck-typed: a sweep's reporter knows where its pruner reads; None = every epoch but the last.
-    rungs = make_rung_evaluator(train_cfg, model, optimizer, hooks, reporter.rung_epochs if isinstance(reporter, TrialRecorder) else None, epochs, steps_per_epoch)
+    # A sweep's reporter keeps step losses and knows where its pruner reads; None = every epoch but the last.
+    recorder = reporter if isinstance(reporter, TrialRecorder) else None
+    rungs = make_rung_evaluator(train_cfg, model, optimizer, hooks, recorder.rung_epochs if recorder else None, epochs, steps_per_epoch)
 
     diverge_factor = float(train_cfg.get("diverge_factor") or math.inf)
     step = epoch_start = 0
@@ -210,7 +211,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
             result.step_losses.append(loss_value)
             result.step_lrs.append(lr)
             if loss_exploded(loss_value, result.step_losses[0], diverge_factor):
-                _record_steps(reporter, result, epoch_start)
+                _record_steps(recorder, result, epoch_start)
                 raise Diverged(step=step, lr=lr, loss=loss_value, epoch=epoch)
             epoch_loss += loss_value
             step += 1
@@ -218,7 +219,7 @@ def train(task: Task, train_cfg: Mapping[str, Any], reporter: Reporter) -> Train
         metrics = {"train_loss": epoch_loss / steps_per_epoch, **evaluate(forward_model, task, val_data, precision=precision), "lr": lr}
         metrics.update(rungs.epoch_metrics(epoch, step, lr))  # after the live evaluation; never changes the live model
         result.metrics = metrics
-        _record_steps(reporter, result, epoch_start)
+        _record_steps(recorder, result, epoch_start)
         epoch_start = step
         reporter.report(epoch, **metrics)
     return result
